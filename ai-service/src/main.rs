@@ -1,0 +1,10 @@
+//! ai-service binary: read config, start telemetry, bind, serve until a shutdown signal.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    service_runtime::telemetry::init("ai-service");
+    let config = ai_service::Config::from_env()?;
+    let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "ai-service listening");
+    ai_service::run(config, listener, service_runtime::shutdown::signal()).await
+}

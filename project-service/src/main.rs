@@ -1,0 +1,10 @@
+//! project-service binary: read config, start telemetry, bind, serve until a shutdown signal.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    service_runtime::telemetry::init("project-service");
+    let config = project_service::Config::from_env()?;
+    let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "project-service listening");
+    project_service::run(config, listener, service_runtime::shutdown::signal()).await
+}

@@ -1,0 +1,10 @@
+//! sandbox-service binary: read config, start telemetry, bind, serve until a shutdown signal.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    service_runtime::telemetry::init("sandbox-service");
+    let config = sandbox_service::Config::from_env()?;
+    let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "sandbox-service listening");
+    sandbox_service::run(config, listener, service_runtime::shutdown::signal()).await
+}
