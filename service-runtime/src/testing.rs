@@ -4,7 +4,8 @@
 //! `TEST_REDIS_URL`. A test that needs them fails loudly when they are missing: it never skips.
 
 use sqlx::Connection;
-use sqlx::any::{AnyConnection, install_default_drivers};
+use sqlx::AnyConnection;
+use sqlx::any::install_default_drivers;
 
 /// The value of a variable the suite needs, or a panic that says how to get it.
 pub fn required_env(name: &str) -> String {
