@@ -1,0 +1,231 @@
+//! Gateway configuration, read once from the environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use service_runtime::config::{ConfigError, flag, listen_addr, optional, parse_or};
+
+use crate::limits::RateLimitPolicy;
+
+/// Everything the gateway needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen (`GATEWAY_LISTEN_ADDR`, default `0.0.0.0:8000`).
+    pub listen_addr: SocketAddr,
+    /// HTTP worker threads (`GATEWAY_WORKERS`, default: the number of CPUs).
+    pub workers: usize,
+    /// Downstream gRPC services.
+    pub services: ServiceUrls,
+    /// How gRPC calls to services time out.
+    pub grpc: service_runtime::grpc::ClientOptions,
+    /// How callers authenticate.
+    pub auth: AuthConfig,
+    /// Rate limits per route group.
+    pub limits: LimitsConfig,
+    /// Largest request body accepted (`MAX_BODY_BYTES`, default 5 MiB).
+    pub max_body_bytes: usize,
+    /// Requests slower than this are logged as warnings (`SLOW_REQUEST_MS`, default 1000).
+    pub slow_request: Duration,
+}
+
+/// gRPC addresses of the services behind the gateway.
+#[derive(Debug, Clone)]
+pub struct ServiceUrls {
+    /// `PROJECT_SERVICE_URL`, default `http://127.0.0.1:50053`.
+    pub project: String,
+    /// `AI_SERVICE_URL`, default `http://127.0.0.1:50051`.
+    pub ai: String,
+    /// `DEPLOY_SERVICE_URL`, default `http://127.0.0.1:50052`.
+    pub deploy: String,
+    /// `SANDBOX_SERVICE_URL`, default `http://127.0.0.1:50054`.
+    pub sandbox: String,
+}
+
+/// How tokens are verified. At least one of `jwks_url` and `hs256_secret` must be set: a gateway
+/// with no authentication configured refuses to start rather than run open.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// JWKS endpoint for RS256/ES256 session tokens, e.g. Clerk's
+    /// `https://<frontend-api>/.well-known/jwks.json` (`AUTH_JWKS_URL`).
+    pub jwks_url: Option<String>,
+    /// Expected `iss` (`AUTH_ISSUER`); checked when set.
+    pub issuer: Option<String>,
+    /// Allowed `azp` values (`AUTH_AUTHORIZED_PARTIES`, comma-separated); when set, `azp` must be
+    /// present and match one exactly.
+    pub authorized_parties: Vec<String>,
+    /// Expected `aud` (`AUTH_AUDIENCE`); checked when set.
+    pub audience: Option<String>,
+    /// Development tokens signed with HS256 and this secret (`AUTH_HS256_SECRET`, at least 32 bytes).
+    pub hs256_secret: Option<SecretString>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat` (`AUTH_LEEWAY_SECS`, default 5).
+    pub leeway: Duration,
+    /// How long fetched keys are trusted (`AUTH_JWKS_CACHE_SECS`, default 300).
+    pub jwks_cache_ttl: Duration,
+    /// Least time between two key fetches caused by unknown `kid`s (`AUTH_JWKS_REFRESH_MIN_SECS`, default 10).
+    pub jwks_min_refresh: Duration,
+}
+
+/// Rate limits per route group, and where their state lives.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// `RATE_LIMIT_API`, default `100/15m`.
+    pub api: RateLimitPolicy,
+    /// `RATE_LIMIT_AI`, default `20/15m`.
+    pub ai: RateLimitPolicy,
+    /// `RATE_LIMIT_DEPLOY`, default `10/1h`.
+    pub deploy: RateLimitPolicy,
+    /// `RATE_LIMIT_SANDBOX`, default `100/15m` (a budget of its own, separate from the API group).
+    pub sandbox: RateLimitPolicy,
+    /// `RATE_LIMIT_AUTH`, default `5/15m`.
+    pub auth: RateLimitPolicy,
+    /// `REDIS_URL`: when set, limits live in Redis and every gateway replica shares them.
+    pub redis_url: Option<String>,
+    /// `RATE_LIMIT_ENABLED`, default true; false turns limiting off (benchmarks only).
+    pub enabled: bool,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            api: RateLimitPolicy::new(100, Duration::from_secs(15 * 60)),
+            ai: RateLimitPolicy::new(20, Duration::from_secs(15 * 60)),
+            deploy: RateLimitPolicy::new(10, Duration::from_secs(60 * 60)),
+            sandbox: RateLimitPolicy::new(100, Duration::from_secs(15 * 60)),
+            auth: RateLimitPolicy::new(5, Duration::from_secs(15 * 60)),
+            redis_url: None,
+            enabled: true,
+        }
+    }
+}
+
+impl Default for ServiceUrls {
+    fn default() -> Self {
+        Self {
+            project: "http://127.0.0.1:50053".into(),
+            ai: "http://127.0.0.1:50051".into(),
+            deploy: "http://127.0.0.1:50052".into(),
+            sandbox: "http://127.0.0.1:50054".into(),
+        }
+    }
+}
+
+/// Shortest HS256 secret accepted, in bytes (RFC 7518 §3.2: at least the hash size).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+impl Config {
+    /// A configuration with every default and the given authentication, for tests and the
+    /// all-in-one binary.
+    pub fn new(auth: AuthConfig) -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 8000)),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            services: ServiceUrls::default(),
+            grpc: service_runtime::grpc::ClientOptions::default(),
+            auth,
+            limits: LimitsConfig::default(),
+            max_body_bytes: 5 * 1024 * 1024,
+            slow_request: Duration::from_secs(1),
+        }
+    }
+
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::new(AuthConfig::default());
+        let services = ServiceUrls {
+            project: optional("PROJECT_SERVICE_URL").unwrap_or(defaults.services.project),
+            ai: optional("AI_SERVICE_URL").unwrap_or(defaults.services.ai),
+            deploy: optional("DEPLOY_SERVICE_URL").unwrap_or(defaults.services.deploy),
+            sandbox: optional("SANDBOX_SERVICE_URL").unwrap_or(defaults.services.sandbox),
+        };
+        let limit_defaults = LimitsConfig::default();
+        let config = Self {
+            listen_addr: listen_addr("GATEWAY_LISTEN_ADDR", 8000)?,
+            workers: parse_or("GATEWAY_WORKERS", defaults.workers)?,
+            services,
+            grpc: service_runtime::grpc::ClientOptions {
+                connect_timeout: Duration::from_millis(parse_or("GRPC_CONNECT_TIMEOUT_MS", 500)?),
+                request_timeout: Duration::from_millis(parse_or(
+                    "GRPC_REQUEST_TIMEOUT_MS",
+                    30_000,
+                )?),
+            },
+            auth: AuthConfig::from_env()?,
+            limits: LimitsConfig {
+                api: parse_or("RATE_LIMIT_API", limit_defaults.api)?,
+                ai: parse_or("RATE_LIMIT_AI", limit_defaults.ai)?,
+                deploy: parse_or("RATE_LIMIT_DEPLOY", limit_defaults.deploy)?,
+                sandbox: parse_or("RATE_LIMIT_SANDBOX", limit_defaults.sandbox)?,
+                auth: parse_or("RATE_LIMIT_AUTH", limit_defaults.auth)?,
+                redis_url: optional("REDIS_URL"),
+                enabled: flag("RATE_LIMIT_ENABLED", true)?,
+            },
+            max_body_bytes: parse_or("MAX_BODY_BYTES", defaults.max_body_bytes)?,
+            slow_request: Duration::from_millis(parse_or("SLOW_REQUEST_MS", 1000)?),
+        };
+        config.auth.validate()?;
+        Ok(config)
+    }
+}
+
+impl AuthConfig {
+    /// Reads `AUTH_*` variables.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            jwks_url: optional("AUTH_JWKS_URL"),
+            issuer: optional("AUTH_ISSUER"),
+            authorized_parties: optional("AUTH_AUTHORIZED_PARTIES")
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            audience: optional("AUTH_AUDIENCE"),
+            hs256_secret: optional("AUTH_HS256_SECRET").map(SecretString::from),
+            leeway: Duration::from_secs(parse_or("AUTH_LEEWAY_SECS", 5)?),
+            jwks_cache_ttl: Duration::from_secs(parse_or("AUTH_JWKS_CACHE_SECS", 300)?),
+            jwks_min_refresh: Duration::from_secs(parse_or("AUTH_JWKS_REFRESH_MIN_SECS", 10)?),
+        })
+    }
+
+    /// A development configuration: HS256 with `secret`.
+    pub fn hs256(secret: &str) -> Self {
+        Self {
+            hs256_secret: Some(SecretString::from(secret.to_string())),
+            ..Self::defaults()
+        }
+    }
+
+    /// No verifier configured, default timings.
+    pub fn defaults() -> Self {
+        Self {
+            leeway: Duration::from_secs(5),
+            jwks_cache_ttl: Duration::from_secs(300),
+            jwks_min_refresh: Duration::from_secs(10),
+            ..Self::default()
+        }
+    }
+
+    /// Refuses a configuration that would leave the API open or weakly protected.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        use secrecy::ExposeSecret;
+        if self.jwks_url.is_none() && self.hs256_secret.is_none() {
+            return Err(ConfigError::new(
+                "AUTH_JWKS_URL",
+                "no authentication configured: set AUTH_JWKS_URL (production, e.g. Clerk) or \
+                 AUTH_HS256_SECRET (development)",
+            ));
+        }
+        if let Some(secret) = &self.hs256_secret
+            && secret.expose_secret().len() < MIN_HS256_SECRET_BYTES
+        {
+            return Err(ConfigError::new(
+                "AUTH_HS256_SECRET",
+                format!("must be at least {MIN_HS256_SECRET_BYTES} bytes long"),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,403 @@
+//! Rate limits per (user or client IP, route group), by GCRA.
+//!
+//! In one process the state lives in governor's keyed limiters. With `REDIS_URL` set it lives in
+//! Redis, updated atomically by one Lua script, so every gateway replica spends one shared budget;
+//! if Redis stops answering, the gateway falls back to its in-process limiter (and says so in the
+//! log) rather than failing requests, and goes back to Redis once it answers again.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter as Governor};
+use redis::aio::ConnectionManager;
+use tokio::sync::RwLock;
+
+/// A budget of `limit` requests per `period`, refilled continuously (GCRA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitPolicy {
+    /// Requests allowed in one period (also the burst size).
+    pub limit: u32,
+    /// The period.
+    pub period: Duration,
+}
+
+impl RateLimitPolicy {
+    /// A new policy; `limit` is at least 1 and `period` at least 1 ms.
+    pub fn new(limit: u32, period: Duration) -> Self {
+        Self {
+            limit: limit.max(1),
+            period: period.max(Duration::from_millis(1)),
+        }
+    }
+
+    /// Time to earn back one request.
+    fn emission_interval(&self) -> Duration {
+        self.period / self.limit
+    }
+}
+
+impl fmt::Display for RateLimitPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}s", self.limit, self.period.as_secs())
+    }
+}
+
+impl FromStr for RateLimitPolicy {
+    type Err = String;
+
+    /// Parses `100/15m`, `10/1h`, `5/900s`, `1000/1d`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (limit, period) = s
+            .split_once('/')
+            .ok_or_else(|| "expected LIMIT/PERIOD such as 100/15m".to_string())?;
+        let limit: u32 = limit
+            .trim()
+            .parse()
+            .map_err(|_| format!("limit {limit:?} is not a whole number"))?;
+        if limit == 0 {
+            return Err("limit must be at least 1".into());
+        }
+        let period = period.trim();
+        let split = period
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(period.len());
+        let (amount, unit) = period.split_at(split);
+        let amount: u64 = if amount.is_empty() {
+            1
+        } else {
+            amount
+                .parse()
+                .map_err(|_| format!("period {period:?} is not a number with a unit"))?
+        };
+        let seconds = match unit {
+            "s" | "sec" | "" => 1,
+            "m" | "min" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            other => return Err(format!("unknown period unit {other:?} (use s, m, h or d)")),
+        };
+        if amount == 0 {
+            return Err("period must be longer than zero".into());
+        }
+        Ok(Self::new(limit, Duration::from_secs(amount * seconds)))
+    }
+}
+
+/// Route groups, each with its own budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteGroup {
+    /// Projects and files.
+    Api,
+    /// AI operations.
+    Ai,
+    /// Deployments.
+    Deploy,
+    /// Sandbox runs.
+    Sandbox,
+    /// API key management.
+    Auth,
+}
+
+impl RouteGroup {
+    /// The group's name in headers, keys and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Ai => "ai",
+            Self::Deploy => "deploy",
+            Self::Sandbox => "sandbox",
+            Self::Auth => "auth",
+        }
+    }
+
+    /// Every group.
+    pub const ALL: [RouteGroup; 5] = [Self::Api, Self::Ai, Self::Deploy, Self::Sandbox, Self::Auth];
+}
+
+/// The outcome of one check, with what the `RateLimit-*` headers report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may proceed.
+    pub allowed: bool,
+    /// The group's limit.
+    pub limit: u32,
+    /// Requests left right now.
+    pub remaining: u32,
+    /// Seconds until the budget is full again.
+    pub reset_secs: u64,
+    /// Seconds to wait before retrying, when refused.
+    pub retry_after_secs: u64,
+}
+
+type KeyedGovernor =
+    Governor<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+
+struct LocalGroup {
+    policy: RateLimitPolicy,
+    limiter: KeyedGovernor,
+}
+
+/// The gateway's limiter: one budget per (key, group).
+pub struct RateLimiter {
+    groups: HashMap<RouteGroup, LocalGroup>,
+    rejections: HashMap<RouteGroup, AtomicU64>,
+    redis: Option<RedisLimiter>,
+    enabled: bool,
+}
+
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("shared", &self.redis.is_some())
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
+impl RateLimiter {
+    /// Builds the limiter; with a Redis URL the budgets are shared through Redis.
+    pub fn new(config: &crate::config::LimitsConfig) -> anyhow::Result<Self> {
+        let mut groups = HashMap::new();
+        for group in RouteGroup::ALL {
+            let policy = match group {
+                RouteGroup::Api => config.api,
+                RouteGroup::Ai => config.ai,
+                RouteGroup::Deploy => config.deploy,
+                RouteGroup::Sandbox => config.sandbox,
+                RouteGroup::Auth => config.auth,
+            };
+            let burst = NonZeroU32::new(policy.limit).unwrap_or(NonZeroU32::MIN);
+            let quota = Quota::with_period(policy.emission_interval())
+                .unwrap_or_else(|| Quota::per_second(burst))
+                .allow_burst(burst);
+            let limiter = Governor::dashmap(quota).with_middleware::<StateInformationMiddleware>();
+            groups.insert(group, LocalGroup { policy, limiter });
+        }
+        let redis = config
+            .redis_url
+            .as_deref()
+            .map(RedisLimiter::new)
+            .transpose()?;
+        Ok(Self {
+            groups,
+            rejections: RouteGroup::ALL
+                .iter()
+                .map(|g| (*g, AtomicU64::new(0)))
+                .collect(),
+            redis,
+            enabled: config.enabled,
+        })
+    }
+
+    /// Whether the budgets are shared through Redis.
+    pub fn is_shared(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// Spends one request of `key`'s budget in `group`.
+    pub async fn check(&self, group: RouteGroup, key: &str) -> Decision {
+        let local = &self.groups[&group];
+        let policy = local.policy;
+        if !self.enabled {
+            return Decision {
+                allowed: true,
+                limit: policy.limit,
+                remaining: policy.limit,
+                reset_secs: 0,
+                retry_after_secs: 0,
+            };
+        }
+        if let Some(redis) = &self.redis {
+            match redis.check(group, key, policy).await {
+                Ok(decision) => return decision,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Redis rate limiter unavailable; using the in-process limiter");
+                }
+            }
+        }
+        check_local(local, key)
+    }
+
+    /// Counts a refused request of `group`.
+    pub fn note_rejection(&self, group: RouteGroup) {
+        self.rejections[&group].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests refused so far in `group`.
+    pub fn rejections(&self, group: RouteGroup) -> u64 {
+        self.rejections[&group].load(Ordering::Relaxed)
+    }
+
+    /// Drops idle keys from the in-process limiters so memory stays bounded.
+    pub fn forget_idle(&self) {
+        for group in self.groups.values() {
+            group.limiter.retain_recent();
+            group.limiter.shrink_to_fit();
+        }
+    }
+}
+
+fn check_local(group: &LocalGroup, key: &str) -> Decision {
+    let policy = group.policy;
+    let interval = policy.emission_interval();
+    match group.limiter.check_key(&key.to_string()) {
+        Ok(snapshot) => {
+            let remaining = snapshot.remaining_burst_capacity();
+            let used = policy.limit.saturating_sub(remaining);
+            Decision {
+                allowed: true,
+                limit: policy.limit,
+                remaining,
+                reset_secs: ceil_secs(interval * used),
+                retry_after_secs: 0,
+            }
+        }
+        Err(not_until) => {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            Decision {
+                allowed: false,
+                limit: policy.limit,
+                remaining: 0,
+                reset_secs: ceil_secs(interval * policy.limit),
+                retry_after_secs: ceil_secs(wait).max(1),
+            }
+        }
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_millis().div_ceil(1000) as u64
+}
+
+/// GCRA in Redis. The script reads the server's clock, so replicas with skewed clocks still agree.
+/// KEYS[1]: the budget's key. ARGV[1]: emission interval in µs. ARGV[2]: the limit.
+/// Returns {allowed, retry_after_us, reset_us, remaining}.
+const GCRA_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local tolerance = interval * limit
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - tolerance
+if now < allow_at then
+  return {0, allow_at - now, tat - now, 0}
+end
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+return {1, 0, new_tat - now, math.floor((tolerance - (new_tat - now)) / interval)}
+";
+
+struct RedisLimiter {
+    client: redis::Client,
+    connection: Arc<RwLock<Option<ConnectionManager>>>,
+    script: redis::Script,
+}
+
+impl RedisLimiter {
+    fn new(url: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)
+            .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
+        Ok(Self {
+            client,
+            connection: Arc::new(RwLock::new(None)),
+            script: redis::Script::new(GCRA_SCRIPT),
+        })
+    }
+
+    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+        if let Some(conn) = self.connection.read().await.as_ref() {
+            return Ok(conn.clone());
+        }
+        let mut slot = self.connection.write().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_millis(300))
+            .set_response_timeout(Duration::from_millis(300))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_with_config(self.client.clone(), config).await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn check(
+        &self,
+        group: RouteGroup,
+        key: &str,
+        policy: RateLimitPolicy,
+    ) -> redis::RedisResult<Decision> {
+        let mut conn = self.connection().await?;
+        let interval_us = policy.emission_interval().as_micros().max(1) as u64;
+        let redis_key = format!("autocrea:rl:{}:{}", group.name(), key);
+        let (allowed, retry_us, reset_us, remaining): (i64, i64, i64, i64) = self
+            .script
+            .key(redis_key)
+            .arg(interval_us)
+            .arg(policy.limit)
+            .invoke_async(&mut conn)
+            .await?;
+        let to_secs = |us: i64| (us.max(0) as u64).div_ceil(1_000_000);
+        Ok(Decision {
+            allowed: allowed == 1,
+            limit: policy.limit,
+            remaining: remaining.clamp(0, i64::from(policy.limit)) as u32,
+            reset_secs: to_secs(reset_us),
+            retry_after_secs: to_secs(retry_us).max(u64::from(allowed != 1)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_policies() {
+        assert_eq!(
+            "100/15m".parse::<RateLimitPolicy>().unwrap(),
+            RateLimitPolicy::new(100, Duration::from_secs(900))
+        );
+        assert_eq!(
+            "10/1h".parse::<RateLimitPolicy>().unwrap(),
+            RateLimitPolicy::new(10, Duration::from_secs(3600))
+        );
+        assert_eq!(
+            "5/h".parse::<RateLimitPolicy>().unwrap(),
+            RateLimitPolicy::new(5, Duration::from_secs(3600))
+        );
+        assert!("0/1m".parse::<RateLimitPolicy>().is_err());
+        assert!("10/0m".parse::<RateLimitPolicy>().is_err());
+        assert!("10/5y".parse::<RateLimitPolicy>().is_err());
+        assert!("ten/5m".parse::<RateLimitPolicy>().is_err());
+    }
+
+    #[tokio::test]
+    async fn local_budget_is_exact_and_per_key() {
+        let config = crate::config::LimitsConfig {
+            api: RateLimitPolicy::new(3, Duration::from_secs(3600)),
+            ..Default::default()
+        };
+        let limiter = RateLimiter::new(&config).unwrap();
+        for expected_remaining in [2, 1, 0] {
+            let d = limiter.check(RouteGroup::Api, "a").await;
+            assert!(d.allowed);
+            assert_eq!(d.remaining, expected_remaining);
+        }
+        let refused = limiter.check(RouteGroup::Api, "a").await;
+        assert!(!refused.allowed);
+        assert!(refused.retry_after_secs >= 1000, "{refused:?}");
+        assert!(limiter.check(RouteGroup::Api, "b").await.allowed);
+        assert!(limiter.check(RouteGroup::Ai, "a").await.allowed);
+    }
+}

@@ -1,0 +1,335 @@
+//! Errors as RFC 9457 `application/problem+json`, with a stable `type`, a human `detail`, the
+//! request id, and per-field `errors` for validation failures. Every error the gateway returns
+//! goes through [`ApiError`]; gRPC statuses are mapped to HTTP in one place, [`ApiError::from_status`].
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use tonic_types::StatusExt;
+
+use crate::request_id;
+
+/// Media type of error bodies.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct FieldError {
+    /// The field, in the request's own (camelCase) naming.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// An error response.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    title: &'static str,
+    detail: String,
+    errors: Vec<FieldError>,
+    retry_after_secs: Option<u64>,
+    challenge: bool,
+}
+
+/// The body of an error response, as documented in the OpenAPI document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// Stable identifier of the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong in this case and what to do about it.
+    pub detail: String,
+    /// The id of this request, also in the `x-request-id` header; quote it when reporting a problem.
+    pub request_id: String,
+    /// Invalid fields, for validation problems.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after_secs: None,
+            challenge: false,
+        }
+    }
+
+    /// 400: the request is malformed or a field is invalid.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        )
+    }
+
+    /// 400 with per-field errors.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut error = Self::new(
+            StatusCode::BAD_REQUEST,
+            "validation",
+            "Invalid request",
+            detail,
+        );
+        error.errors = errors;
+        error
+    }
+
+    /// 400 for one invalid field.
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError {
+            field: field.to_string(),
+            message: message.into(),
+        }])
+    }
+
+    /// 401 with a `WWW-Authenticate` challenge.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        let mut error = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication required",
+            detail,
+        );
+        error.challenge = true;
+        error
+    }
+
+    /// 403: authenticated, but not allowed.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
+
+    /// 404.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    /// 413: the body is larger than allowed.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Request body too large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// 415: writes take JSON only.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send the body as JSON with `Content-Type: application/json`",
+        )
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn rate_limited(group: &str, retry_after_secs: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            format!("the {group} rate limit is used up; retry after {retry_after_secs} s"),
+        );
+        error.retry_after_secs = Some(retry_after_secs.max(1));
+        error
+    }
+
+    /// 503: a service behind the gateway cannot answer now.
+    pub fn unavailable(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            detail,
+        );
+        error.retry_after_secs = Some(retry_after_secs.max(1));
+        error
+    }
+
+    /// 502: an upstream answered in a way we cannot pass on.
+    pub fn bad_gateway(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "bad-gateway",
+            "Bad gateway",
+            detail,
+        )
+    }
+
+    /// 500 with an opaque message; the cause is logged, never shown.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "an unexpected error occurred; quote the request id when reporting it",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Maps a gRPC status from `service` to the HTTP error the client sees. The one place where
+    /// gRPC codes become HTTP statuses.
+    pub fn from_status(status: &tonic::Status, service: &str) -> Self {
+        use tonic::Code;
+        let message = status.message();
+        let retry_after = status
+            .metadata()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match status.code() {
+            Code::InvalidArgument | Code::OutOfRange => {
+                let errors: Vec<FieldError> = status
+                    .get_details_bad_request()
+                    .map(|bad| {
+                        bad.field_violations
+                            .into_iter()
+                            .map(|v| FieldError {
+                                field: v.field,
+                                message: v.description,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if errors.is_empty() {
+                    Self::bad_request(message)
+                } else {
+                    let mut error = Self::validation(errors);
+                    error.detail = message.to_string();
+                    error
+                }
+            }
+            Code::Unauthenticated => Self::unauthorized(message),
+            Code::PermissionDenied => Self::forbidden(message),
+            Code::NotFound => Self::not_found(message),
+            Code::AlreadyExists => Self::new(StatusCode::CONFLICT, "conflict", "Conflict", message),
+            Code::Aborted => Self::new(StatusCode::CONFLICT, "conflict", "Conflict", message),
+            Code::FailedPrecondition => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "failed-precondition",
+                "Request cannot be carried out",
+                message,
+            ),
+            Code::ResourceExhausted => {
+                let mut error = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "resource-exhausted",
+                    "Too many requests",
+                    message,
+                );
+                error.retry_after_secs = Some(retry_after.unwrap_or(1).max(1));
+                error
+            }
+            Code::Unavailable => {
+                tracing::warn!(service, grpc_message = message, "downstream unavailable");
+                Self::unavailable(
+                    format!("{service} is unavailable right now; try again shortly"),
+                    retry_after.unwrap_or(1),
+                )
+            }
+            Code::DeadlineExceeded | Code::Cancelled => {
+                tracing::warn!(service, grpc_message = message, "downstream timed out");
+                Self::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "timeout",
+                    "Gateway timeout",
+                    format!("{service} did not answer in time; try again shortly"),
+                )
+            }
+            Code::Unimplemented => Self::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "not-implemented",
+                "Not implemented",
+                format!("{service} does not offer this operation yet"),
+            ),
+            Code::Internal | Code::DataLoss | Code::Unknown | Code::Ok => Self::internal(
+                format_args!("{service} answered {:?}: {message}", status.code()),
+            ),
+        }
+    }
+
+    fn body(&self) -> Problem {
+        Problem {
+            kind: format!("https://autocrea.dev/problems/{}", self.kind),
+            title: self.title.to_string(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            request_id: request_id::current().unwrap_or_default(),
+            errors: self.errors.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.title,
+            self.detail
+        )
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
+        if let Some(secs) = self.retry_after_secs {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if self.challenge
+            && let Ok(value) = HeaderValue::from_str(&format!(
+                "Bearer realm=\"autocrea\", error=\"invalid_token\", error_description=\"{}\"",
+                self.detail.replace(['"', '\\'], "'")
+            ))
+        {
+            response.insert_header((header::WWW_AUTHENTICATE, value));
+        }
+        response.body(serde_json::to_vec(&self.body()).unwrap_or_default())
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

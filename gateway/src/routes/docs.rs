@@ -1,0 +1,125 @@
+//! The OpenAPI document, generated from the handlers, and a docs page that renders it with no
+//! network access (no CDN scripts).
+
+use actix_web::{HttpResponse, get};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{health, projects};
+
+/// The gateway's OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "AutoCrea API",
+        description = "Backend of an AI coding platform: projects, AI code operations, sandboxed runs, deployments. Errors are RFC 9457 problem+json."
+    ),
+    paths(
+        health::health,
+        health::ready,
+        projects::create_project,
+        projects::list_projects,
+        projects::get_project,
+        projects::update_project,
+        projects::delete_project,
+        projects::list_files,
+        projects::put_file,
+        projects::get_file,
+        projects::delete_file,
+    ),
+    components(schemas(crate::problem::Problem, crate::problem::FieldError)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "projects", description = "Projects of the caller"),
+        (name = "files", description = "Files of a project"),
+        (name = "operations", description = "Health and readiness"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A session JWT (Clerk, RS256/ES256) or, in development, an HS256 token",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI 3.1 document of this API.
+#[get("/openapi.json")]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// A human-readable rendering of `/openapi.json`.
+#[get("/docs")]
+pub async fn docs_page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(DOCS_HTML)
+}
+
+const DOCS_HTML: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>AutoCrea API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2330;background:#f7f8fa}
+header{background:#1d2330;color:#fff;padding:18px 28px}header h1{margin:0;font-size:22px}
+main{max-width:980px;margin:0 auto;padding:20px}
+.op{background:#fff;border:1px solid #dde1e8;border-radius:6px;margin:10px 0}
+.op summary{cursor:pointer;padding:10px 14px;display:flex;gap:12px;align-items:center}
+.m{font:600 12px monospace;padding:3px 8px;border-radius:4px;color:#fff;min-width:52px;text-align:center}
+.get{background:#2b7be4}.post{background:#1f9d55}.put{background:#c27c0e}.patch{background:#8a4fd8}.delete{background:#d8394a}
+.p{font-family:monospace}.body{padding:4px 16px 14px}pre{background:#f1f3f6;padding:10px;overflow:auto;border-radius:4px}
+h2{margin-top:28px;text-transform:capitalize}table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}
+</style></head><body><header><h1>AutoCrea API</h1><div id="desc"></div></header><main id="main">Loading /openapi.json…</main>
+<script>
+const esc = s => String(s ?? '').replace(/[&<>"]/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));
+function schema(doc, s, depth) {
+  if (!s || depth > 6) return {};
+  if (s.$ref) return schema(doc, doc.components.schemas[s.$ref.split('/').pop()], depth + 1);
+  if (s.type === 'object' || s.properties) {
+    const o = {}; for (const [k, v] of Object.entries(s.properties || {})) o[k] = schema(doc, v, depth + 1); return o;
+  }
+  if (s.type === 'array') return [schema(doc, s.items, depth + 1)];
+  if (s.oneOf) return schema(doc, s.oneOf[0], depth + 1);
+  if (s.enum) return s.enum.join(' | ');
+  return Array.isArray(s.type) ? s.type.join('|') : (s.type || 'any');
+}
+fetch('/openapi.json').then(r => r.json()).then(doc => {
+  document.getElementById('desc').textContent = doc.info.description || '';
+  const groups = {};
+  for (const [path, item] of Object.entries(doc.paths)) for (const [method, op] of Object.entries(item)) {
+    const tag = (op.tags || ['other'])[0]; (groups[tag] = groups[tag] || []).push({path, method, op});
+  }
+  let html = '';
+  for (const [tag, ops] of Object.entries(groups)) {
+    html += `<h2>${esc(tag)}</h2>`;
+    for (const {path, method, op} of ops) {
+      let body = `<p>${esc(op.description || op.summary || '')}</p>`;
+      if (op.parameters?.length) body += '<table><tr><th>parameter</th><th>in</th><th>description</th></tr>' +
+        op.parameters.map(p => `<tr><td class="p">${esc(p.name)}</td><td>${esc(p.in)}</td><td>${esc(p.description)}</td></tr>`).join('') + '</table>';
+      const rb = op.requestBody?.content?.['application/json']?.schema;
+      if (rb) body += `<h4>Request body</h4><pre>${esc(JSON.stringify(schema(doc, rb, 0), null, 2))}</pre>`;
+      body += '<h4>Responses</h4><table>' + Object.entries(op.responses || {}).map(([code, r]) => {
+        const c = Object.values(r.content || {})[0];
+        return `<tr><td>${esc(code)}</td><td>${esc(r.description)}</td><td>${c ? '<pre>' + esc(JSON.stringify(schema(doc, c.schema, 0), null, 2)) + '</pre>' : ''}</td></tr>`;
+      }).join('') + '</table>';
+      html += `<details class="op"><summary><span class="m ${method}">${method.toUpperCase()}</span><span class="p">${esc(path)}</span><span>${esc(op.summary || '')}</span></summary><div class="body">${body}</div></details>`;
+    }
+  }
+  document.getElementById('main').innerHTML = html;
+}).catch(e => { document.getElementById('main').textContent = 'Cannot load /openapi.json: ' + e; });
+</script></body></html>"#;

@@ -1,0 +1,95 @@
+//! HTTP routes. Each module owns one route group; [`configure`] mounts them all, each `/api/*`
+//! scope behind [`crate::guard::guard`] with its rate-limit group.
+
+use actix_web::body::BoxBody;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{HttpRequest, HttpResponse, mime, web};
+
+use crate::guard::guard;
+use crate::limits::RouteGroup;
+use crate::problem::ApiError;
+
+pub mod docs;
+pub mod health;
+pub mod projects;
+
+/// Mounts every route, and the JSON, query and path error handling, on an app.
+pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_body_bytes)
+            .content_type_required(true)
+            .content_type(|mime| mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
+            .error_handler(move |e, _| json_error(e, max_body_bytes).into()),
+    )
+    .app_data(web::PayloadConfig::default().limit(max_body_bytes))
+    .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
+    .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()))
+    .service(health::health)
+    .service(health::ready)
+    .service(docs::openapi_json)
+    .service(docs::docs_page)
+    .service(
+        web::scope("/api/projects")
+            .wrap(from_fn(|req, next: Next<BoxBody>| {
+                guard(RouteGroup::Api, req, next)
+            }))
+            .configure(projects::configure),
+    )
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {} {}; see /openapi.json",
+        req.method(),
+        req.path()
+    ))
+}
+
+impl actix_web::Responder for ApiError {
+    type Body = BoxBody;
+
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse {
+        actix_web::ResponseError::error_response(&self)
+    }
+}
+
+fn json_error(e: JsonPayloadError, limit: usize) -> ApiError {
+    match e {
+        JsonPayloadError::ContentType => ApiError::unsupported_media_type(),
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::payload_too_large(limit)
+        }
+        JsonPayloadError::Deserialize(e) => {
+            if e.is_data() {
+                ApiError::bad_request(format!(
+                    "the JSON body does not match the expected shape: {e}"
+                ))
+            } else {
+                ApiError::bad_request(format!("the body is not valid JSON: {e}"))
+            }
+        }
+        JsonPayloadError::Serialize(e) => ApiError::internal(e),
+        JsonPayloadError::Payload(e) => ApiError::bad_request(format!("cannot read the body: {e}")),
+        other => ApiError::bad_request(format!("cannot read the JSON body: {other}")),
+    }
+}
+
+fn query_error(e: QueryPayloadError) -> ApiError {
+    ApiError::bad_request(format!("invalid query string: {e}"))
+}
+
+fn path_error(e: PathError) -> ApiError {
+    ApiError::bad_request(format!("invalid path: {e}"))
+}
+
+/// Formats Unix milliseconds as RFC 3339.
+pub fn timestamp(ms: i64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}

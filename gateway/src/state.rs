@@ -1,0 +1,34 @@
+//! What every handler shares.
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::downstream::Downstreams;
+use crate::limits::RateLimiter;
+
+/// Shared state of the gateway, one per process.
+#[derive(Debug)]
+pub struct AppState {
+    /// The configuration it started with.
+    pub config: Config,
+    /// Token verification.
+    pub auth: Authenticator,
+    /// Rate limits.
+    pub limiter: RateLimiter,
+    /// Service clients.
+    pub downstream: Downstreams,
+}
+
+impl AppState {
+    /// Builds the state; connects to nothing yet.
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .build()?;
+        Ok(Self {
+            auth: Authenticator::new(&config.auth, http),
+            limiter: RateLimiter::new(&config.limits)?,
+            downstream: Downstreams::new(&config.services, config.grpc)?,
+            config,
+        })
+    }
+}
