@@ -1,35 +1,65 @@
-//! project-service: placeholder serving only `grpc.health.v1` until the spine issue fills it in.
+//! project-service: a user's projects and the files in them, over gRPC
+//! (`autocrea.project.v1.ProjectService`), stored in SQLite or PostgreSQL.
+//!
+//! The public surface is [`Config`] and [`run`]; `main.rs` and the all-in-one binary use both,
+//! and the integration tests start the real server through [`run`] on port 0.
+
+mod config;
+mod error;
+mod page_token;
+mod service;
+mod store;
+mod validated;
 
 use std::future::Future;
-use std::net::SocketAddr;
 
-use service_runtime::config::{ConfigError, listen_addr};
+use anyhow::Context;
+use autocrea_proto::project::v1::project_service_server::ProjectServiceServer;
+use service_runtime::db::Database;
+use service_runtime::grpc::MAX_MESSAGE_SIZE;
 use tokio::net::TcpListener;
 
-/// Configuration of project-service, read from the environment.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Where to listen (`PROJECT_LISTEN_ADDR`, default `0.0.0.0:50053`).
-    pub listen_addr: SocketAddr,
-}
+pub use config::{
+    Config, DEFAULT_DB_MAX_CONNECTIONS, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES,
+    DEFAULT_MAX_PROJECT_BYTES,
+};
 
-impl Config {
-    /// Reads the configuration from the environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
-            listen_addr: listen_addr("PROJECT_LISTEN_ADDR", 50053)?,
-        })
-    }
-}
+use crate::service::ProjectApi;
+use crate::store::{ProjectQuota, ProjectStore};
 
-/// Serves project-service on `listener` until `shutdown` resolves.
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connects to the database, runs the migrations, and serves project-service plus
+/// `grpc.health.v1` on `listener` until `shutdown` resolves.
 pub async fn run(
-    _config: Config,
+    config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let routes = tonic::service::Routes::new(health);
-    service_runtime::grpc::serve(listener, routes, shutdown).await?;
+    let db = Database::connect(&config.database_url, config.db_max_connections).await?;
+    db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
+    tracing::info!(backend = ?db.backend, "project database ready");
+
+    let api = ProjectApi::new(
+        ProjectStore::new(db),
+        ProjectQuota {
+            max_files: config.max_files,
+            max_bytes: config.max_project_bytes,
+        },
+        config.max_file_bytes,
+    );
+    let server = ProjectServiceServer::new(api)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<ProjectServiceServer<ProjectApi>>()
+        .await;
+    let routes = tonic::service::Routes::new(health).add_service(server);
+    service_runtime::grpc::serve(listener, routes, shutdown)
+        .await
+        .context("project-service gRPC server failed")?;
     Ok(())
 }

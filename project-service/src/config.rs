@@ -1,0 +1,110 @@
+//! Configuration of project-service, read once from the environment.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use service_runtime::config::{ConfigError, listen_addr, optional, parse_or};
+
+/// Default largest file: 2 MiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 2 * 1024 * 1024;
+/// Default largest sum of file sizes in one project: 50 MiB.
+pub const DEFAULT_MAX_PROJECT_BYTES: u64 = 50 * 1024 * 1024;
+/// Default largest number of files in one project.
+pub const DEFAULT_MAX_FILES: u64 = 1000;
+/// Default size of the database connection pool.
+pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 10;
+
+/// Configuration of project-service.
+#[derive(Clone)]
+pub struct Config {
+    /// Where to listen (`PROJECT_LISTEN_ADDR`, default `0.0.0.0:50053`).
+    pub listen_addr: SocketAddr,
+    /// `sqlite://…` or `postgres://…` (`DATABASE_URL`, default SQLite file `project.db` under
+    /// `DATA_DIR`, itself defaulting to `./data`). May hold a password, so `Debug` hides it.
+    pub database_url: String,
+    /// Largest accepted file content in bytes (`PROJECT_MAX_FILE_BYTES`, default 2 MiB).
+    pub max_file_bytes: u64,
+    /// Largest sum of file sizes in one project (`PROJECT_MAX_PROJECT_BYTES`, default 50 MiB).
+    pub max_project_bytes: u64,
+    /// Largest number of files in one project (`PROJECT_MAX_FILES`, default 1000).
+    pub max_files: u64,
+    /// Connection pool size (`PROJECT_DB_MAX_CONNECTIONS`, default 10).
+    pub db_max_connections: u32,
+}
+
+impl Config {
+    /// Reads the configuration from the environment; a malformed value names its variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let database_url = match optional("DATABASE_URL") {
+            Some(url) => url,
+            None => {
+                let data_dir = optional("DATA_DIR").unwrap_or_else(|| "./data".to_string());
+                service_runtime::db::sqlite_url(&PathBuf::from(data_dir), "project.db")
+            }
+        };
+        Ok(Self {
+            listen_addr: listen_addr("PROJECT_LISTEN_ADDR", 50053)?,
+            database_url,
+            max_file_bytes: positive("PROJECT_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES)?,
+            max_project_bytes: positive("PROJECT_MAX_PROJECT_BYTES", DEFAULT_MAX_PROJECT_BYTES)?,
+            max_files: positive("PROJECT_MAX_FILES", DEFAULT_MAX_FILES)?,
+            db_max_connections: u32::try_from(positive(
+                "PROJECT_DB_MAX_CONNECTIONS",
+                u64::from(DEFAULT_DB_MAX_CONNECTIONS),
+            )?)
+            .map_err(|_| ConfigError::new("PROJECT_DB_MAX_CONNECTIONS", "too large"))?,
+        })
+    }
+
+    /// The defaults for everything but the database, without reading the environment; used by
+    /// tests and by the all-in-one binary.
+    pub fn with_database_url(database_url: String) -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 50053)),
+            database_url,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            max_project_bytes: DEFAULT_MAX_PROJECT_BYTES,
+            max_files: DEFAULT_MAX_FILES,
+            db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Only the scheme of the database URL: the rest may carry credentials.
+        let scheme = self.database_url.split(':').next().unwrap_or_default();
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("database_url", &format_args!("{scheme}://<redacted>"))
+            .field("max_file_bytes", &self.max_file_bytes)
+            .field("max_project_bytes", &self.max_project_bytes)
+            .field("max_files", &self.max_files)
+            .field("db_max_connections", &self.db_max_connections)
+            .finish()
+    }
+}
+
+/// A limit that must be at least 1 (a zero limit would make the service unusable, which is
+/// surely a typo).
+fn positive(name: &str, default: u64) -> Result<u64, ConfigError> {
+    let value: u64 = parse_or(name, default)?;
+    if value == 0 {
+        return Err(ConfigError::new(name, "must be at least 1"));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_database_credentials() {
+        let config = Config::with_database_url("postgres://u:secret@db/x".to_string());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("postgres://<redacted>"), "{shown}");
+    }
+}

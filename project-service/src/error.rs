@@ -1,0 +1,135 @@
+//! The one error type of project-service and its mapping to gRPC statuses.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// A request field that failed validation: which field (camelCase, as the JSON API names it) and
+/// what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field}: {message}")]
+pub struct Invalid {
+    /// The field, as the gateway's JSON API names it (`name`, `path`, `pageToken`, …).
+    pub field: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl Invalid {
+    /// A violation of `field`.
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything a project-service call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; the caller must change it.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// No project with that id belongs to the caller (it may belong to someone else).
+    #[error("project not found")]
+    ProjectNotFound,
+    /// The project has no file at that path.
+    #[error("file not found")]
+    FileNotFound,
+    /// The project changed since the caller read it.
+    #[error(
+        "version conflict: expected {expected}, current {current}; read the project again and retry"
+    )]
+    VersionConflict {
+        /// The version the caller based its change on.
+        expected: i64,
+        /// The version stored now.
+        current: i64,
+    },
+    /// Writing the file would exceed the number of files a project may hold.
+    #[error(
+        "project already holds the maximum of {limit} files; delete a file before adding another"
+    )]
+    TooManyFiles {
+        /// The limit.
+        limit: u64,
+    },
+    /// Writing the file would exceed the total size a project may hold.
+    #[error(
+        "project would hold {would_be} bytes, over the limit of {limit} bytes; delete files or make them smaller"
+    )]
+    ProjectTooLarge {
+        /// The limit.
+        limit: u64,
+        /// The total size after the write.
+        would_be: i64,
+    },
+    /// Anything unexpected (database down, corrupt row); logged, never shown to callers.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The result of project-service operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error {
+            Error::Invalid(invalid) => Status::with_error_details(
+                Code::InvalidArgument,
+                message,
+                ErrorDetails::with_bad_request_violation(invalid.field, invalid.message),
+            ),
+            Error::ProjectNotFound | Error::FileNotFound => Status::not_found(message),
+            Error::VersionConflict { .. } => Status::aborted(message),
+            Error::TooManyFiles { .. } | Error::ProjectTooLarge { .. } => {
+                Status::failed_precondition(message)
+            }
+            Error::Internal(cause) => service_runtime::grpc::internal(cause),
+        }
+    }
+}
+
+/// Adds what was being done to a database error, turning it into [`Error::Internal`].
+pub(crate) trait DbContext<T> {
+    /// `context` names the operation, e.g. "insert project".
+    fn db(self, context: &'static str) -> Result<T>;
+}
+
+impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
+    fn db(self, context: &'static str) -> Result<T> {
+        self.map_err(|e| Error::Internal(anyhow::Error::new(e).context(context)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_carries_field_violation() {
+        let status = Status::from(Error::from(Invalid::new("name", "must not be empty")));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let bad = status
+            .get_details_bad_request()
+            .expect("bad request details");
+        assert_eq!(bad.field_violations.len(), 1);
+        assert_eq!(bad.field_violations[0].field, "name");
+        assert_eq!(bad.field_violations[0].description, "must not be empty");
+    }
+
+    #[test]
+    fn conflict_is_aborted_with_versions() {
+        let status = Status::from(Error::VersionConflict {
+            expected: 1,
+            current: 3,
+        });
+        assert_eq!(status.code(), Code::Aborted);
+        assert!(
+            status
+                .message()
+                .starts_with("version conflict: expected 1, current 3")
+        );
+    }
+}
