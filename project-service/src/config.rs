@@ -14,6 +14,9 @@ pub const DEFAULT_MAX_PROJECT_BYTES: u64 = 50 * 1024 * 1024;
 pub const DEFAULT_MAX_FILES: u64 = 1000;
 /// Default size of the database connection pool.
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 10;
+/// The largest `max_file_bytes` allowed: one PutFile message must carry the content plus the
+/// path and id (a few hundred bytes) within `service_runtime::grpc::MAX_MESSAGE_SIZE`.
+const LARGEST_FILE_BYTES: u64 = service_runtime::grpc::MAX_MESSAGE_SIZE as u64 - 4096;
 
 /// Configuration of project-service.
 #[derive(Clone)]
@@ -26,6 +29,8 @@ pub struct Config {
     /// Largest accepted file content in bytes (`PROJECT_MAX_FILE_BYTES`, default 2 MiB).
     pub max_file_bytes: u64,
     /// Largest sum of file sizes in one project (`PROJECT_MAX_PROJECT_BYTES`, default 50 MiB).
+    /// `ListFiles` with content returns a whole project in one message, so values above
+    /// `service_runtime::grpc::MAX_MESSAGE_SIZE` (64 MiB) make that call fail for big projects.
     pub max_project_bytes: u64,
     /// Largest number of files in one project (`PROJECT_MAX_FILES`, default 1000).
     pub max_files: u64,
@@ -43,10 +48,19 @@ impl Config {
                 service_runtime::db::sqlite_url(&PathBuf::from(data_dir), "project.db")
             }
         };
+        let max_file_bytes = positive("PROJECT_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES)?;
+        if max_file_bytes > LARGEST_FILE_BYTES {
+            return Err(ConfigError::new(
+                "PROJECT_MAX_FILE_BYTES",
+                format!(
+                    "must be at most {LARGEST_FILE_BYTES} bytes so that a file fits in one gRPC message"
+                ),
+            ));
+        }
         Ok(Self {
             listen_addr: listen_addr("PROJECT_LISTEN_ADDR", 50053)?,
             database_url,
-            max_file_bytes: positive("PROJECT_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES)?,
+            max_file_bytes,
             max_project_bytes: positive("PROJECT_MAX_PROJECT_BYTES", DEFAULT_MAX_PROJECT_BYTES)?,
             max_files: positive("PROJECT_MAX_FILES", DEFAULT_MAX_FILES)?,
             db_max_connections: u32::try_from(positive(

@@ -142,7 +142,7 @@ impl ProjectService for ProjectApi {
         let content = FileContent::new(req.content, self.max_file_bytes).map_err(Error::from)?;
         let (file, created) = self
             .store
-            .put_file(&owner, &id, &path, &content, self.quota)
+            .put_file(&owner, &id, &path, content, self.quota)
             .await?;
         Ok(Response::new(pb::PutFileResponse {
             file: Some(file.into()),

@@ -295,13 +295,14 @@ impl ProjectStore {
         owner: &str,
         id: &ProjectId,
         path: &FilePath,
-        content: &FileContent,
+        content: FileContent,
         quota: ProjectQuota,
     ) -> Result<(FileRecord, bool)> {
         let now = now_ms();
-        let bytes = content.as_bytes();
+        let sha256 = hex::encode(Sha256::digest(content.as_bytes()));
+        // Moved into the statement below: files may be megabytes, so no copy.
+        let bytes = content.into_bytes();
         let size = bytes.len() as i64;
-        let sha256 = hex::encode(Sha256::digest(bytes));
 
         let mut tx = self.begin().await?;
         Self::lock_project(&mut tx, owner, id, now).await?;
@@ -342,7 +343,7 @@ impl ProjectStore {
                     "UPDATE files SET content = $1, size = $2, sha256 = $3, updated_at_ms = $4 \
                      WHERE project_id = $5 AND path = $6",
                 )
-                .bind(bytes.to_vec())
+                .bind(bytes)
                 .bind(size)
                 .bind(&sha256)
                 .bind(now)
@@ -360,7 +361,7 @@ impl ProjectStore {
                 )
                 .bind(id.as_str())
                 .bind(path.as_str())
-                .bind(bytes.to_vec())
+                .bind(bytes)
                 .bind(size)
                 .bind(&sha256)
                 .bind(now)

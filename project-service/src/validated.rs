@@ -204,6 +204,11 @@ impl FileContent {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// The bytes, without copying them.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
 }
 
 /// How many projects one page of a listing holds: 0 means the default, larger values are

@@ -11,6 +11,7 @@ both_backends!(
     project_size_limit,
     concurrent_puts_never_exceed_byte_quota,
     concurrent_puts_never_exceed_file_quota,
+    messages_larger_than_four_mib,
 );
 
 async fn file_size_limit(backend: Backend) {
@@ -176,4 +177,24 @@ async fn assert_consistent(app: &TestApp, id: &str, files: i64, bytes: i64) {
         listed.iter().map(|f| f.size).sum::<i64>()
     );
     assert_eq!((stored.file_count, stored.total_size), (files, bytes));
+}
+
+/// Messages above tonic's 4 MiB default pass both ways when the limits allow such files.
+async fn messages_larger_than_four_mib(backend: Backend) {
+    let five_mib = 5 * 1024 * 1024;
+    let app = TestApp::spawn_with(backend, |c| c.max_file_bytes = five_mib as u64).await;
+    let project = app.create_project("alice", "Large").await;
+    let content: Vec<u8> = (0..five_mib).map(|i| (i % 251) as u8).collect();
+    app.put_file("alice", &project.id, "a.bin", content.clone())
+        .await
+        .expect("put 5 MiB");
+    app.put_file("alice", &project.id, "b.bin", content.clone())
+        .await
+        .expect("put another 5 MiB");
+    let files = app.list_files("alice", &project.id, true).await.unwrap();
+    assert_eq!(files.len(), 2);
+    assert!(
+        files.iter().all(|f| f.content == content),
+        "10 MiB response intact"
+    );
 }
