@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Builds the sandbox runtime image (Python 3, Node.js, Bash) that sandbox-service runs code in.
+#
+#   bash deploy/sandbox/build-images.sh            # builds $SANDBOX_IMAGE when it is missing
+#   FORCE=1 bash deploy/sandbox/build-images.sh    # rebuilds it
+#
+# Environment:
+#   SANDBOX_IMAGE        tag to build (default autocrea/sandbox-runtime:1; the service reads the same variable)
+#   SANDBOX_BASE_IMAGE   a registry base such as debian:bookworm-slim; when unset, the base is created
+#                        from Debian packages with mmdebstrap and `docker import` (no registry needed)
+#   SANDBOX_APT_SOURCES  apt sources file for mmdebstrap (default: the host's own debian.sources or
+#                        sources.list, so no mirror is hard-coded here)
+#   SANDBOX_SUITE        Debian suite (default bookworm)
+#
+# Idempotent and fast when the image exists: it only runs `docker image inspect`.
+set -euo pipefail
+
+IMAGE=${SANDBOX_IMAGE:-autocrea/sandbox-runtime:1}
+SUITE=${SANDBOX_SUITE:-bookworm}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LOCAL_BASE="autocrea/sandbox-base:${SUITE}"
+
+log() { echo "build-images: $*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if [ "${FORCE:-0}" != 1 ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
+    log "$IMAGE already present"
+    exit 0
+fi
+
+host_apt_sources() {
+    if [ -n "${SANDBOX_APT_SOURCES:-}" ]; then
+        echo "$SANDBOX_APT_SOURCES"
+        return
+    fi
+    local f
+    for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do
+        if [ -s "$f" ] && grep -Eq '^[[:space:]]*(deb|Types:|URIs:)' "$f"; then
+            echo "$f"
+            return
+        fi
+    done
+    log "no apt sources found on this host; set SANDBOX_APT_SOURCES or SANDBOX_BASE_IMAGE"
+    exit 1
+}
+
+# The base image without a registry: a minimal Debian root filesystem with the interpreters.
+build_local_base() {
+    if [ "${FORCE:-0}" != 1 ] && docker image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
+        log "base $LOCAL_BASE already present"
+        return
+    fi
+    if ! command -v mmdebstrap >/dev/null; then
+        log "installing mmdebstrap"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
+    fi
+    local sources work
+    sources=$(host_apt_sources)
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' RETURN
+    log "creating $LOCAL_BASE with mmdebstrap from $sources (a few minutes)"
+    # Docs, man pages and locales are of no use to a sandbox and make the image larger.
+    as_root mmdebstrap --variant=minbase --include=python3,nodejs \
+        --dpkgopt='path-exclude=/usr/share/doc/*' \
+        --dpkgopt='path-exclude=/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' \
+        --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+        --aptopt='APT::Install-Recommends "false"' \
+        --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
+        "$SUITE" "$work/rootfs.tar" "$sources"
+    docker import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'CMD ["bash"]' \
+        "$work/rootfs.tar" "$LOCAL_BASE" >/dev/null
+}
+
+if [ -n "${SANDBOX_BASE_IMAGE:-}" ]; then
+    BASE=$SANDBOX_BASE_IMAGE
+else
+    build_local_base
+    BASE=$LOCAL_BASE
+fi
+
+# The classic builder resolves FROM against local images without contacting a registry.
+export DOCKER_BUILDKIT=0
+log "building $IMAGE from $BASE"
+first=$(docker build -q --build-arg "BASE_IMAGE=$BASE" -t "$IMAGE" "$HERE" 2>/dev/null)
+
+# Measure the interpreter versions of the built image and record them as labels (second build is
+# cached up to the LABEL layer).
+versions=$(docker run --rm --network none "$IMAGE" \
+    sh -c 'python3 -c "import platform; print(platform.python_version())"; node -p "process.versions.node"; bash -c "echo \${BASH_VERSINFO[0]}.\${BASH_VERSINFO[1]}.\${BASH_VERSINFO[2]}"')
+py=$(sed -n 1p <<<"$versions")
+node=$(sed -n 2p <<<"$versions")
+bash_v=$(sed -n 3p <<<"$versions")
+docker build -q --build-arg "BASE_IMAGE=$BASE" \
+    --build-arg "PYTHON_VERSION=$py" --build-arg "NODE_VERSION=$node" --build-arg "BASH_VERSION=$bash_v" \
+    -t "$IMAGE" "$HERE" >/dev/null 2>&1
+# The first build is now untagged; drop it unless the label build changed nothing.
+if [ "$(docker image inspect -f '{{.Id}}' "$IMAGE")" != "$first" ]; then
+    docker image rm "$first" >/dev/null 2>&1 || true
+fi
+log "built $IMAGE (python $py, node $node, bash $bash_v)"

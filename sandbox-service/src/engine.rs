@@ -1,0 +1,368 @@
+//! The Docker engine as the sandbox uses it: hardened single-use containers, execs in them,
+//! cgroup counters, and removal of everything labelled with this instance.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, ExecConfig, HostConfig, HostConfigLogConfig, ResourcesUlimits,
+};
+use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use futures::{Stream, StreamExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Label on every container the sandbox creates.
+pub const LABEL: &str = "org.autocrea.sandbox";
+/// Label naming the service instance that owns a container.
+pub const OWNER_LABEL: &str = "org.autocrea.sandbox.owner";
+/// Work directory of the program, a tmpfs.
+pub const WORK_DIR: &str = "/work";
+/// Fixed script of the image that unpacks the archive and starts the program.
+const RUN_SCRIPT: &str = "/opt/autocrea/run";
+/// Fixed script of the image that prints the cgroup counters.
+const STATS_SCRIPT: &str = "/opt/autocrea/stats";
+/// Longest time a stats exec may take before the run reports no counters.
+const STATS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Output of a running exec, demultiplexed.
+pub type ExecOutput =
+    std::pin::Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+
+/// cgroup counters of one container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupStats {
+    /// CPU time of every process of the container.
+    pub cpu: Option<Duration>,
+    /// Highest memory use (cgroup peak).
+    pub memory_peak_bytes: Option<i64>,
+    /// Processes the OOM killer killed.
+    pub oom_kills: u64,
+}
+
+/// A handle on the Docker engine, configured with the sandbox's image, limits and labels.
+#[derive(Debug, Clone)]
+pub struct ContainerEngine {
+    docker: Docker,
+    config: std::sync::Arc<Config>,
+}
+
+impl ContainerEngine {
+    /// A client for the engine named by the configuration (no I/O yet).
+    pub fn connect(config: std::sync::Arc<Config>) -> std::result::Result<Self, String> {
+        let docker = match config.docker_host.as_deref() {
+            None => Docker::connect_with_defaults(),
+            Some(host) if host.starts_with("unix://") => {
+                Docker::connect_with_unix(host, 120, bollard::API_DEFAULT_VERSION)
+            }
+            Some(host) => Docker::connect_with_http(host, 120, bollard::API_DEFAULT_VERSION),
+        }
+        .map_err(|e| format!("no Docker engine can be reached: {e}"))?;
+        Ok(Self { docker, config })
+    }
+
+    /// Checks that the engine answers and the runtime image is present; returns the image's
+    /// labels (interpreter versions) or the reason the sandbox cannot run.
+    pub async fn probe(&self) -> std::result::Result<HashMap<String, String>, String> {
+        // Negotiation lowers the API version for older engines; clones share the version.
+        self.docker
+            .clone()
+            .negotiate_version()
+            .await
+            .map_err(|e| format!("no Docker engine answers: {e}"))?;
+        let image = self.docker.inspect_image(&self.config.image).await.map_err(|e| {
+            format!(
+                "runtime image {} is not available ({e}); build it with `bash deploy/sandbox/build-images.sh`",
+                self.config.image
+            )
+        })?;
+        Ok(image.config.and_then(|c| c.labels).unwrap_or_default())
+    }
+
+    /// Creates and starts a hardened idle container for one run.
+    pub async fn create_started(&self) -> Result<String> {
+        let c = &self.config;
+        let l = &c.limits;
+        let tmpfs_options = format!("rw,nosuid,nodev,size={},mode=1777", l.tmpfs_bytes);
+        let ulimit = |name: &str, value: i64| ResourcesUlimits {
+            name: Some(name.to_string()),
+            soft: Some(value),
+            hard: Some(value),
+        };
+        let host_config = HostConfig {
+            memory: Some(l.memory_bytes),
+            // Equal to memory: Docker otherwise grants the same amount again as swap.
+            memory_swap: Some(l.memory_bytes),
+            nano_cpus: Some(l.nano_cpus),
+            pids_limit: Some(l.pids),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([
+                (WORK_DIR.to_string(), tmpfs_options.clone()),
+                ("/tmp".to_string(), tmpfs_options),
+            ])),
+            network_mode: Some("none".to_string()),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            security_opt: Some(vec!["no-new-privileges".to_string()]),
+            ulimits: Some(vec![
+                ulimit("nofile", l.open_files),
+                ulimit("fsize", l.file_size_bytes),
+                ulimit("core", 0),
+            ]),
+            // A tiny init as PID 1 reaps the orphans a program leaves behind.
+            init: Some(true),
+            // Nothing the container prints goes to the engine's log files.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".to_string()),
+                config: None,
+            }),
+            shm_size: Some(l.tmpfs_bytes),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(c.image.clone()),
+            cmd: Some(vec!["sleep".to_string(), "infinity".to_string()]),
+            user: Some(c.user.clone()),
+            working_dir: Some(WORK_DIR.to_string()),
+            network_disabled: Some(true),
+            // Only what the interpreters need: nothing of the service's own environment.
+            env: Some(vec![
+                "PATH=/usr/local/bin:/usr/bin:/bin".to_string(),
+                "HOME=/tmp".to_string(),
+                "LANG=C.UTF-8".to_string(),
+                "PYTHONUNBUFFERED=1".to_string(),
+                "PYTHONDONTWRITEBYTECODE=1".to_string(),
+            ]),
+            labels: Some(HashMap::from([
+                (LABEL.to_string(), "run".to_string()),
+                (OWNER_LABEL.to_string(), c.instance.clone()),
+            ])),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(None::<bollard::query_parameters::CreateContainerOptions>, body)
+            .await
+            .map_err(|e| match e {
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                } => Error::Unavailable(format!(
+                    "runtime image {} is missing; build it with `bash deploy/sandbox/build-images.sh`",
+                    c.image
+                )),
+                other => Error::docker("create container")(other),
+            })?;
+        if let Err(e) = self
+            .docker
+            .start_container(
+                &created.id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+        {
+            self.remove(&created.id).await;
+            return Err(Error::docker("start container")(e));
+        }
+        Ok(created.id)
+    }
+
+    /// Starts `cmd` in `container` behind the image's `run` script, sends `archive` on its
+    /// stdin, and returns the exec id and its output.
+    pub async fn start_program(
+        &self,
+        container: &str,
+        archive: &[u8],
+        cmd: Vec<String>,
+    ) -> Result<(String, ExecOutput)> {
+        let mut full = vec![RUN_SCRIPT.to_string(), archive.len().to_string()];
+        full.extend(cmd);
+        let exec = self
+            .docker
+            .create_exec(
+                container,
+                ExecConfig {
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(false),
+                    cmd: Some(full),
+                    user: Some(self.config.user.clone()),
+                    working_dir: Some(WORK_DIR.to_string()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(Error::docker("create exec"))?;
+        let started = self
+            .docker
+            .start_exec(
+                &exec.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: false,
+                    output_capacity: Some(64 * 1024),
+                }),
+            )
+            .await
+            .map_err(Error::docker("start exec"))?;
+        let StartExecResults::Attached { output, mut input } = started else {
+            return Err(Error::Unavailable(
+                "the engine detached an attached exec".into(),
+            ));
+        };
+        // The script reads exactly the archive's length, so stdin need not be closed; writing
+        // happens in the background because a large archive may exceed the pipe buffer.
+        let archive = archive.to_vec();
+        tokio::spawn(async move {
+            if write_all(&mut input, &archive).await.is_err() {
+                tracing::debug!("exec stdin closed before the archive was written");
+            }
+        });
+        Ok((exec.id, output))
+    }
+
+    /// Whether the exec is still running, and its exit code once it is not.
+    pub async fn exec_state(&self, exec_id: &str) -> Result<(bool, Option<i64>)> {
+        let inspect = self
+            .docker
+            .inspect_exec(exec_id)
+            .await
+            .map_err(Error::docker("inspect exec"))?;
+        Ok((inspect.running.unwrap_or(false), inspect.exit_code))
+    }
+
+    /// Reads the container's cgroup counters through the image's `stats` script; counters that
+    /// cannot be read (for instance when the process limit is exhausted) are `None`.
+    pub async fn stats(&self, container: &str) -> CgroupStats {
+        match tokio::time::timeout(STATS_TIMEOUT, self.read_stats(container)).await {
+            Ok(Ok(stats)) => stats,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot read cgroup counters");
+                CgroupStats::default()
+            }
+            Err(_) => CgroupStats::default(),
+        }
+    }
+
+    async fn read_stats(&self, container: &str) -> Result<CgroupStats> {
+        let exec = self
+            .docker
+            .create_exec(
+                container,
+                ExecConfig {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(vec![STATS_SCRIPT.to_string()]),
+                    user: Some(self.config.user.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(Error::docker("create stats exec"))?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(Error::docker("start stats exec"))?;
+        let StartExecResults::Attached { mut output, .. } = started else {
+            return Ok(CgroupStats::default());
+        };
+        let mut text = Vec::new();
+        while let Some(item) = output.next().await {
+            if let Ok(LogOutput::StdOut { message }) = item {
+                text.extend_from_slice(&message);
+            }
+        }
+        Ok(parse_stats(&String::from_utf8_lossy(&text)))
+    }
+
+    /// Kills and removes a container with its anonymous volumes; a missing one is fine.
+    pub async fn remove(&self, container: &str) {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(container, Some(options)).await {
+            Ok(()) => {}
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            // 409: removal already in progress elsewhere (e.g. a sweep).
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {}
+            Err(e) => tracing::warn!(container, error = %e, "cannot remove sandbox container"),
+        }
+    }
+
+    /// Ids of every container (running or not) owned by this instance.
+    pub async fn owned_containers(&self) -> Result<Vec<String>> {
+        let filters = HashMap::from([(
+            "label",
+            vec![format!("{OWNER_LABEL}={}", self.config.instance)],
+        )]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(Error::docker("list containers"))?;
+        Ok(containers.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    /// Removes every container owned by this instance (left by a crash or restart), returning
+    /// how many there were.
+    pub async fn sweep(&self) -> Result<usize> {
+        let ids = self.owned_containers().await?;
+        futures::future::join_all(ids.iter().map(|id| self.remove(id))).await;
+        Ok(ids.len())
+    }
+}
+
+async fn write_all(
+    input: &mut std::pin::Pin<Box<dyn AsyncWrite + Send>>,
+    data: &[u8],
+) -> std::io::Result<()> {
+    input.write_all(data).await?;
+    input.flush().await
+}
+
+fn parse_stats(text: &str) -> CgroupStats {
+    let mut stats = CgroupStats::default();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<u64>() else {
+            continue;
+        };
+        match key {
+            "cpu_ns" => stats.cpu = Some(Duration::from_nanos(value)),
+            "memory_peak_bytes" => stats.memory_peak_bytes = i64::try_from(value).ok(),
+            "oom_kills" => stats.oom_kills = value,
+            _ => {}
+        }
+    }
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_counters_and_skips_missing_ones() {
+        let stats = parse_stats("cpu_ns 1500000\nmemory_peak_bytes 4096\noom_kills \n");
+        assert_eq!(stats.cpu, Some(Duration::from_micros(1500)));
+        assert_eq!(stats.memory_peak_bytes, Some(4096));
+        assert_eq!(stats.oom_kills, 0);
+    }
+}
