@@ -1,50 +1,75 @@
-//! ai-service: placeholder that starts, serves `grpc.health.v1` and answers its RPCs with
-//! `UNIMPLEMENTED`, so that the gateway, readiness and the all-in-one mode see it from day one.
+//! ai-service: generate, explain, fix, refactor and complete code, and chat, over an AI provider
+//! (Anthropic Messages or OpenAI-compatible chat completions), streaming where it helps, with a
+//! per-user usage ledger, an optional monthly token budget and a prompt cache.
+//!
+//! The gRPC contract, with its status-code conventions, is `proto/proto/ai.proto`.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::sync::Arc;
 
-use autocrea_proto::ai::v1::ai_service_server::{AiService, AiServiceServer};
-use autocrea_proto::ai::v1::{PingRequest, PingResponse};
-use service_runtime::config::{ConfigError, listen_addr};
+use anyhow::Context;
+use autocrea_proto::ai::v1::ai_service_server::AiServiceServer;
+use secrecy::ExposeSecret;
+use service_runtime::db::Database;
 use tokio::net::TcpListener;
-use tonic::{Request, Response, Status};
 
-/// Configuration of ai-service, read from the environment.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Where to listen (`AI_LISTEN_ADDR`, default `0.0.0.0:50051`).
-    pub listen_addr: SocketAddr,
-}
+pub mod assistant;
+pub mod cache;
+pub mod clock;
+pub mod code;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod language;
+pub mod ledger;
+pub mod provider;
+pub mod task;
 
-impl Config {
-    /// Reads the configuration from the environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
-            listen_addr: listen_addr("AI_LISTEN_ADDR", 50051)?,
-        })
-    }
-}
-
-#[derive(Debug, Default)]
-struct Placeholder;
-
-#[tonic::async_trait]
-impl AiService for Placeholder {
-    async fn ping(&self, _: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
-        Err(Status::unimplemented("ai-service is not implemented yet"))
-    }
-}
+pub use config::{
+    CacheConfig, Config, Limits, ProviderConfig, ProviderKind, RetryPolicy, Timeouts,
+};
+pub use error::{Error, Result};
 
 /// Serves ai-service on `listener` until `shutdown` resolves.
 pub async fn run(
-    _config: Config,
+    config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let db = Database::connect(config.database_url.expose_secret(), 10).await?;
+    let ledger = ledger::UsageLedger::open(db).await?;
+    let cache = cache::PromptCache::open(
+        &config.cache,
+        config.redis_url.as_ref().map(|u| u.expose_secret()),
+    )
+    .await?;
+    let provider = match config.provider {
+        Some(p) => {
+            tracing::info!(provider = p.kind.as_str(), model = %p.model, "AI provider configured");
+            Some(provider::ProviderClient::new(p).context("building the AI provider client")?)
+        }
+        None => {
+            tracing::warn!(
+                "no AI provider configured: AI calls answer FAILED_PRECONDITION until \
+                 AI_PROVIDER and its key are set"
+            );
+            None
+        }
+    };
+    let assistant = Arc::new(assistant::Assistant::new(
+        provider,
+        ledger,
+        cache,
+        config.limits,
+        config.monthly_token_budget,
+    ));
+    let service = AiServiceServer::new(grpc::AiGrpc::new(assistant))
+        .max_decoding_message_size(service_runtime::grpc::MAX_MESSAGE_SIZE);
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<AiServiceServer<Placeholder>>().await;
-    let routes = tonic::service::Routes::new(health).add_service(AiServiceServer::new(Placeholder));
+    reporter
+        .set_serving::<AiServiceServer<grpc::AiGrpc>>()
+        .await;
+    let routes = tonic::service::Routes::new(health).add_service(service);
     service_runtime::grpc::serve(listener, routes, shutdown).await?;
     Ok(())
 }

@@ -1,0 +1,325 @@
+//! The `autocrea.ai.v1.AiService` gRPC server: identity, validation, one call into
+//! [`Assistant`], translation of the answer.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use autocrea_proto::ai::v1 as pb;
+use autocrea_proto::ai::v1::ai_service_server::AiService;
+use futures::{Stream, StreamExt};
+use service_runtime::grpc::caller;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+
+use crate::assistant::{Answer, Assistant, PeriodUsage, StreamItem};
+use crate::error::Error;
+use crate::ledger::Totals;
+use crate::task::Task;
+
+/// Metadata key with the provider time in milliseconds.
+pub const PROVIDER_MS: &str = "x-provider-ms";
+/// Metadata key saying whether the prompt cache answered.
+pub const CACHE: &str = "x-cache";
+
+/// The gRPC face of [`Assistant`].
+#[derive(Debug, Clone)]
+pub struct AiGrpc {
+    assistant: Arc<Assistant>,
+}
+
+impl AiGrpc {
+    /// Serves `assistant`.
+    pub fn new(assistant: Arc<Assistant>) -> Self {
+        Self { assistant }
+    }
+}
+
+/// Token counts as every response carries them.
+struct Tokens {
+    used: u64,
+    input: u64,
+    output: u64,
+}
+
+fn tokens(answer: &Answer) -> Tokens {
+    Tokens {
+        used: answer.usage.input_tokens + answer.usage.output_tokens,
+        input: answer.usage.input_tokens,
+        output: answer.usage.output_tokens,
+    }
+}
+
+fn with_timing<T>(message: T, cached: bool, provider_ms: Option<u64>) -> Response<T> {
+    let mut response = Response::new(message);
+    let meta = response.metadata_mut();
+    meta.insert(
+        CACHE,
+        MetadataValue::from_static(if cached { "hit" } else { "miss" }),
+    );
+    if let Some(ms) = provider_ms {
+        meta.insert(PROVIDER_MS, MetadataValue::from(ms));
+    }
+    response
+}
+
+fn respond<T>(answer: &Answer, message: T) -> Response<T> {
+    with_timing(message, answer.cached, answer.provider_ms)
+}
+
+fn generate_response(task: &Task, answer: &Answer) -> pb::GenerateResponse {
+    let code = answer.code(task);
+    let t = tokens(answer);
+    pb::GenerateResponse {
+        code: code.code,
+        language: task.language().map(|l| l.name()).unwrap_or_default().into(),
+        explanation: code.explanation,
+        tokens_used: t.used,
+        input_tokens: t.input,
+        output_tokens: t.output,
+        model: answer.model.clone(),
+        cached: answer.cached,
+    }
+}
+
+fn chat_response(answer: &Answer) -> pb::ChatResponse {
+    let t = tokens(answer);
+    pb::ChatResponse {
+        message: answer.text.clone(),
+        tokens_used: t.used,
+        input_tokens: t.input,
+        output_tokens: t.output,
+        model: answer.model.clone(),
+        cached: answer.cached,
+    }
+}
+
+fn stream_error(error: &Error, usage: crate::provider::Usage, partial: String) -> pb::StreamError {
+    pb::StreamError {
+        kind: error.kind().to_string(),
+        message: error.to_string(),
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        partial_text: partial,
+    }
+}
+
+fn period(usage: PeriodUsage) -> pb::UsagePeriod {
+    let mut total = Totals::default();
+    let by_operation = usage
+        .by_operation
+        .into_iter()
+        .map(|(operation, t)| {
+            total.requests += t.requests;
+            total.cached_requests += t.cached_requests;
+            total.input_tokens += t.input_tokens;
+            total.output_tokens += t.output_tokens;
+            pb::OperationUsage {
+                operation,
+                requests: t.requests,
+                cached_requests: t.cached_requests,
+                input_tokens: t.input_tokens,
+                output_tokens: t.output_tokens,
+                tokens_used: t.input_tokens + t.output_tokens,
+            }
+        })
+        .collect();
+    pb::UsagePeriod {
+        start: crate::clock::rfc3339(usage.start_ms),
+        requests: total.requests,
+        cached_requests: total.cached_requests,
+        input_tokens: total.input_tokens,
+        output_tokens: total.output_tokens,
+        tokens_used: total.input_tokens + total.output_tokens,
+        by_operation,
+    }
+}
+
+type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+impl AiGrpc {
+    async fn unary(&self, user: &str, task: &Task) -> Result<Answer, Status> {
+        Ok(self.assistant.answer(user, task).await?)
+    }
+
+    async fn stream<T: Send + 'static>(
+        &self,
+        user: &str,
+        task: Task,
+        map: impl Fn(&Task, StreamItem) -> T + Send + Sync + 'static,
+    ) -> Result<Response<EventStream<T>>, Status> {
+        let (items, first_ms) = self.assistant.stream(user, task.clone()).await?;
+        let events = items.map(move |item| Ok(map(&task, item)));
+        Ok(with_timing(
+            Box::pin(events) as EventStream<T>,
+            first_ms.is_none(),
+            first_ms,
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl AiService for AiGrpc {
+    async fn generate(
+        &self,
+        request: Request<pb::GenerateRequest>,
+    ) -> Result<Response<pb::GenerateResponse>, Status> {
+        let user = caller(&request)?;
+        let task = Task::generate(request.get_ref(), self.assistant.limits())?;
+        let answer = self.unary(&user, &task).await?;
+        Ok(respond(&answer, generate_response(&task, &answer)))
+    }
+
+    type GenerateStreamStream = EventStream<pb::GenerateStreamEvent>;
+
+    async fn generate_stream(
+        &self,
+        request: Request<pb::GenerateRequest>,
+    ) -> Result<Response<Self::GenerateStreamStream>, Status> {
+        use pb::generate_stream_event::Event;
+        let user = caller(&request)?;
+        let task = Task::generate(request.get_ref(), self.assistant.limits())?;
+        self.stream(&user, task, |task, item| pb::GenerateStreamEvent {
+            event: Some(match item {
+                StreamItem::Delta(text) => Event::Delta(pb::TokenDelta { text }),
+                StreamItem::Done(answer) => Event::Done(generate_response(task, &answer)),
+                StreamItem::Failed {
+                    error,
+                    usage,
+                    partial_text,
+                } => Event::Error(stream_error(&error, usage, partial_text)),
+            }),
+        })
+        .await
+    }
+
+    async fn explain(
+        &self,
+        request: Request<pb::ExplainRequest>,
+    ) -> Result<Response<pb::ExplainResponse>, Status> {
+        let user = caller(&request)?;
+        let task = Task::explain(request.get_ref(), self.assistant.limits())?;
+        let answer = self.unary(&user, &task).await?;
+        let t = tokens(&answer);
+        let message = pb::ExplainResponse {
+            explanation: answer.text.trim().to_string(),
+            language: task.language().map(|l| l.name()).unwrap_or_default().into(),
+            tokens_used: t.used,
+            input_tokens: t.input,
+            output_tokens: t.output,
+            model: answer.model.clone(),
+            cached: answer.cached,
+        };
+        Ok(respond(&answer, message))
+    }
+
+    async fn fix(
+        &self,
+        request: Request<pb::FixRequest>,
+    ) -> Result<Response<pb::FixResponse>, Status> {
+        let user = caller(&request)?;
+        let task = Task::fix(request.get_ref(), self.assistant.limits())?;
+        let answer = self.unary(&user, &task).await?;
+        let g = generate_response(&task, &answer);
+        let message = pb::FixResponse {
+            code: g.code,
+            explanation: g.explanation,
+            language: g.language,
+            tokens_used: g.tokens_used,
+            input_tokens: g.input_tokens,
+            output_tokens: g.output_tokens,
+            model: g.model,
+            cached: g.cached,
+        };
+        Ok(respond(&answer, message))
+    }
+
+    async fn refactor(
+        &self,
+        request: Request<pb::RefactorRequest>,
+    ) -> Result<Response<pb::RefactorResponse>, Status> {
+        let user = caller(&request)?;
+        let task = Task::refactor(request.get_ref(), self.assistant.limits())?;
+        let answer = self.unary(&user, &task).await?;
+        let g = generate_response(&task, &answer);
+        let message = pb::RefactorResponse {
+            code: g.code,
+            explanation: g.explanation,
+            language: g.language,
+            tokens_used: g.tokens_used,
+            input_tokens: g.input_tokens,
+            output_tokens: g.output_tokens,
+            model: g.model,
+            cached: g.cached,
+        };
+        Ok(respond(&answer, message))
+    }
+
+    async fn complete(
+        &self,
+        request: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::CompleteResponse>, Status> {
+        let user = caller(&request)?;
+        let task = Task::complete(request.get_ref(), self.assistant.limits())?;
+        let answer = self.unary(&user, &task).await?;
+        let g = generate_response(&task, &answer);
+        let message = pb::CompleteResponse {
+            completion: g.code,
+            language: g.language,
+            tokens_used: g.tokens_used,
+            input_tokens: g.input_tokens,
+            output_tokens: g.output_tokens,
+            model: g.model,
+            cached: g.cached,
+        };
+        Ok(respond(&answer, message))
+    }
+
+    async fn chat(
+        &self,
+        request: Request<pb::ChatRequest>,
+    ) -> Result<Response<pb::ChatResponse>, Status> {
+        let user = caller(&request)?;
+        let task = Task::chat(request.get_ref(), self.assistant.limits())?;
+        let answer = self.unary(&user, &task).await?;
+        Ok(respond(&answer, chat_response(&answer)))
+    }
+
+    type ChatStreamStream = EventStream<pb::ChatStreamEvent>;
+
+    async fn chat_stream(
+        &self,
+        request: Request<pb::ChatRequest>,
+    ) -> Result<Response<Self::ChatStreamStream>, Status> {
+        use pb::chat_stream_event::Event;
+        let user = caller(&request)?;
+        let task = Task::chat(request.get_ref(), self.assistant.limits())?;
+        self.stream(&user, task, |_, item| pb::ChatStreamEvent {
+            event: Some(match item {
+                StreamItem::Delta(text) => Event::Delta(pb::TokenDelta { text }),
+                StreamItem::Done(answer) => Event::Done(chat_response(&answer)),
+                StreamItem::Failed {
+                    error,
+                    usage,
+                    partial_text,
+                } => Event::Error(stream_error(&error, usage, partial_text)),
+            }),
+        })
+        .await
+    }
+
+    async fn get_usage(
+        &self,
+        request: Request<pb::GetUsageRequest>,
+    ) -> Result<Response<pb::GetUsageResponse>, Status> {
+        let user = caller(&request)?;
+        let report = self.assistant.usage(&user).await?;
+        let month = period(report.month);
+        let remaining = report.budget.map(|b| b.saturating_sub(month.tokens_used));
+        Ok(Response::new(pb::GetUsageResponse {
+            day: Some(period(report.day)),
+            month: Some(month),
+            monthly_token_budget: report.budget,
+            monthly_tokens_remaining: remaining,
+        }))
+    }
+}

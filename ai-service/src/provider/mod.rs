@@ -1,0 +1,564 @@
+//! AI provider clients over their real wire protocols: Anthropic Messages and OpenAI-compatible
+//! chat completions, JSON and SSE, with timeouts and retries.
+
+mod anthropic;
+mod openai;
+pub mod sse;
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use reqwest::header::HeaderMap;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ProviderConfig, ProviderKind, RetryPolicy};
+use crate::error::{Error, Result};
+use sse::{SseDecoder, SseEvent};
+
+/// Who said a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The person.
+    User,
+    /// The model.
+    Assistant,
+}
+
+impl Role {
+    /// Wire name, the same in both protocols.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Assistant => "assistant",
+        }
+    }
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// Author.
+    pub role: Role,
+    /// Text.
+    pub content: String,
+}
+
+/// What we ask the model, independent of the wire protocol.
+#[derive(Debug, Clone)]
+pub struct ModelRequest {
+    /// System prompt.
+    pub system: String,
+    /// Conversation, oldest first, ending with a user message.
+    pub messages: Vec<Message>,
+    /// Output token cap.
+    pub max_tokens: u32,
+    /// Sampling temperature, provider default when `None`.
+    pub temperature: Option<f32>,
+}
+
+/// Tokens billed for one call.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Every prompt token, cache reads and writes included.
+    pub input_tokens: u64,
+    /// Generated tokens.
+    pub output_tokens: u64,
+    /// Prompt tokens read from the provider's prompt cache.
+    pub cache_read_tokens: u64,
+    /// Prompt tokens written to the provider's prompt cache (Anthropic).
+    pub cache_write_tokens: u64,
+}
+
+/// A whole answer.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The model's text.
+    pub text: String,
+    /// Tokens billed.
+    pub usage: Usage,
+    /// The model that answered.
+    pub model: String,
+}
+
+/// A piece of a streamed answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    /// More text.
+    Delta(String),
+    /// The provider said the answer is complete.
+    Finished,
+}
+
+/// A failed attempt: the error to report and whether another attempt may succeed.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    error: Error,
+    retryable: bool,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn fatal(error: Error) -> Self {
+        Self {
+            error,
+            retryable: false,
+            retry_after: None,
+        }
+    }
+
+    fn transient(error: Error, retry_after: Option<Duration>) -> Self {
+        Self {
+            error,
+            retryable: true,
+            retry_after,
+        }
+    }
+
+    /// From an error `type` reported inside a stream after the HTTP 200.
+    fn from_error_type(kind: &str) -> Self {
+        match kind {
+            "overloaded_error" | "api_error" | "rate_limit_error" | "timeout_error"
+            | "server_error" => Self::transient(
+                Error::ProviderUnavailable {
+                    reason: kind.to_string(),
+                    retry_after: Duration::from_secs(1),
+                },
+                None,
+            ),
+            "authentication_error" | "permission_error" => {
+                Self::fatal(Error::ProviderCredentials { status: 200 })
+            }
+            other => Self::fatal(Error::ProviderRejected {
+                status: 200,
+                kind: other.to_string(),
+            }),
+        }
+    }
+}
+
+/// Client of the configured provider.
+#[derive(Debug, Clone)]
+pub struct ProviderClient {
+    config: ProviderConfig,
+    http: reqwest::Client,
+    url: String,
+}
+
+type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// A streamed answer, already past its first token (or finished). Dropping it closes the
+/// connection to the provider, which cancels the generation.
+pub struct TokenStream {
+    body: ByteStream,
+    decoder: SseDecoder,
+    state: StreamState,
+    pending: VecDeque<Chunk>,
+    done: bool,
+    fallback_model: String,
+}
+
+impl std::fmt::Debug for TokenStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenStream")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+enum StreamState {
+    Anthropic(anthropic::StreamState),
+    OpenAi(openai::StreamState),
+}
+
+impl StreamState {
+    fn on_event(&mut self, event: &SseEvent) -> Result<Option<Chunk>, Failure> {
+        match self {
+            Self::Anthropic(s) => s.on_event(event),
+            Self::OpenAi(s) => s.on_event(event),
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        match self {
+            Self::Anthropic(s) => s.usage(),
+            Self::OpenAi(s) => s.usage(),
+        }
+    }
+
+    fn model(&self) -> Option<&str> {
+        match self {
+            Self::Anthropic(s) => s.model(),
+            Self::OpenAi(s) => s.model(),
+        }
+    }
+}
+
+impl TokenStream {
+    /// The next chunk; `None` after [`Chunk::Finished`] or an error.
+    pub async fn next(&mut self) -> Option<Result<Chunk>> {
+        match self.next_chunk().await {
+            Ok(Some(chunk)) => Some(Ok(chunk)),
+            Ok(None) => None,
+            Err(failure) => {
+                self.done = true;
+                Some(Err(failure.error))
+            }
+        }
+    }
+
+    /// Usage reported so far (complete once finished).
+    pub fn usage(&self) -> Usage {
+        self.state.usage()
+    }
+
+    /// The model that answers.
+    pub fn model(&self) -> String {
+        self.state
+            .model()
+            .map(str::to_string)
+            .unwrap_or_else(|| self.fallback_model.clone())
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Chunk>, Failure> {
+        loop {
+            if let Some(chunk) = self.pending.pop_front() {
+                if chunk == Chunk::Finished {
+                    self.done = true;
+                }
+                return Ok(Some(chunk));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            let events = match self.body.next().await {
+                Some(Ok(bytes)) => self.decoder.push(&bytes),
+                Some(Err(e)) => return Err(send_failure(&e)),
+                None => {
+                    let last = self.decoder.finish();
+                    if last.is_none() {
+                        return Err(Failure::transient(
+                            Error::ProviderUnavailable {
+                                reason: "the provider closed the stream before its end".into(),
+                                retry_after: Duration::from_secs(1),
+                            },
+                            None,
+                        ));
+                    }
+                    last.into_iter().collect()
+                }
+            };
+            for event in &events {
+                if let Some(chunk) = self.state.on_event(event)? {
+                    self.pending.push_back(chunk);
+                }
+            }
+        }
+    }
+}
+
+impl ProviderClient {
+    /// A client for `config`.
+    pub fn new(config: ProviderConfig) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.timeouts.connect)
+            .user_agent(concat!("autocrea-ai-service/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let base = config.base_url.trim_end_matches('/');
+        let base = base.strip_suffix("/v1").unwrap_or(base);
+        let url = match config.kind {
+            ProviderKind::Anthropic => format!("{base}/v1/messages"),
+            ProviderKind::OpenAi => format!("{base}/v1/chat/completions"),
+        };
+        Ok(Self { config, http, url })
+    }
+
+    /// The configured model.
+    pub fn model(&self) -> &str {
+        &self.config.model
+    }
+
+    /// The provider's wire protocol.
+    pub fn kind(&self) -> ProviderKind {
+        self.config.kind
+    }
+
+    /// Asks for a whole answer, retrying transient failures.
+    pub async fn complete(&self, request: &ModelRequest) -> Result<Completion> {
+        let mut completion =
+            with_retries(&self.config.retry, || self.complete_once(request)).await?;
+        if completion.model.is_empty() {
+            completion.model = self.config.model.clone();
+        }
+        Ok(completion)
+    }
+
+    /// Opens a streamed answer, retrying transient failures until the first token arrives.
+    pub async fn stream(&self, request: &ModelRequest) -> Result<TokenStream> {
+        with_retries(&self.config.retry, || self.stream_once(request)).await
+    }
+
+    fn post(&self, request: &ModelRequest, stream: bool) -> reqwest::RequestBuilder {
+        let builder = self
+            .http
+            .post(&self.url)
+            .timeout(self.config.timeouts.total);
+        let (builder, body) = match self.config.kind {
+            ProviderKind::Anthropic => {
+                let mut b = builder.header("anthropic-version", anthropic::VERSION);
+                if let Some(key) = &self.config.api_key {
+                    b = b.header("x-api-key", key.expose_secret());
+                }
+                (b, anthropic::body(&self.config.model, request, stream))
+            }
+            ProviderKind::OpenAi => {
+                let mut b = builder;
+                if let Some(key) = &self.config.api_key {
+                    b = b.bearer_auth(key.expose_secret());
+                }
+                (b, openai::body(&self.config.model, request, stream))
+            }
+        };
+        let builder = if stream {
+            builder.header("accept", "text/event-stream")
+        } else {
+            builder
+        };
+        builder.json(&body)
+    }
+
+    async fn complete_once(&self, request: &ModelRequest) -> Result<Completion, Failure> {
+        let response = self
+            .post(request, false)
+            .send()
+            .await
+            .map_err(|e| send_failure(&e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.map_err(|e| send_failure(&e))?;
+        if !status.is_success() {
+            return Err(status_failure(status.as_u16(), &headers, &bytes));
+        }
+        match self.config.kind {
+            ProviderKind::Anthropic => anthropic::parse(&bytes),
+            ProviderKind::OpenAi => openai::parse(&bytes),
+        }
+        .map_err(Failure::fatal)
+    }
+
+    async fn stream_once(&self, request: &ModelRequest) -> Result<TokenStream, Failure> {
+        let send = self.post(request, true).send();
+        let response = tokio::time::timeout(self.config.timeouts.first_byte, send)
+            .await
+            .map_err(|_| Failure::transient(Error::ProviderTimeout("no first byte in time"), None))?
+            .map_err(|e| send_failure(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let headers = response.headers().clone();
+            let bytes = response.bytes().await.map_err(|e| send_failure(&e))?;
+            return Err(status_failure(status.as_u16(), &headers, &bytes));
+        }
+        let mut stream = TokenStream {
+            body: Box::pin(response.bytes_stream()),
+            decoder: SseDecoder::default(),
+            state: match self.config.kind {
+                ProviderKind::Anthropic => StreamState::Anthropic(Default::default()),
+                ProviderKind::OpenAi => StreamState::OpenAi(Default::default()),
+            },
+            pending: VecDeque::new(),
+            done: false,
+            fallback_model: self.config.model.clone(),
+        };
+        // Read up to the first token so that an early failure (an `error` event after the 200,
+        // a dropped connection) can still be retried invisibly to the caller.
+        let first = stream.next_chunk().await?;
+        match first {
+            Some(chunk) => {
+                stream.done = chunk == Chunk::Finished;
+                stream.pending.push_front(chunk);
+            }
+            None => {
+                return Err(Failure::fatal(Error::ProviderProtocol(
+                    "empty stream".into(),
+                )));
+            }
+        }
+        Ok(stream)
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or the retry budget is spent.
+async fn with_retries<T, F, Fut>(policy: &RetryPolicy, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    let started = Instant::now();
+    let mut retry = 0;
+    loop {
+        let failure = match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(failure) => failure,
+        };
+        let delay = failure
+            .retry_after
+            .filter(|d| *d <= Duration::from_secs(60))
+            .unwrap_or_else(|| backoff(policy, retry));
+        let out_of_budget =
+            retry >= policy.max_retries || started.elapsed() + delay > policy.max_elapsed;
+        if !failure.retryable || out_of_budget {
+            if failure.retryable {
+                tracing::warn!(attempts = retry + 1, error = %failure.error, "AI provider retries exhausted");
+            }
+            return Err(match failure.error {
+                Error::ProviderUnavailable { reason, .. } => Error::ProviderUnavailable {
+                    reason,
+                    retry_after: delay,
+                },
+                other => other,
+            });
+        }
+        tracing::info!(retry = retry + 1, delay_ms = delay.as_millis() as u64, error = %failure.error, "retrying AI provider call");
+        tokio::time::sleep(delay).await;
+        retry += 1;
+    }
+}
+
+/// Exponential backoff with up to 25 % jitter below, as the official SDKs do.
+fn backoff(policy: &RetryPolicy, retry: u32) -> Duration {
+    let base = policy
+        .initial_backoff
+        .saturating_mul(2u32.saturating_pow(retry))
+        .min(policy.max_backoff);
+    base.mul_f64(1.0 - 0.25 * rand::random::<f64>())
+}
+
+/// `retry-after-ms`, else `retry-after` in seconds, when within 0..=60 s.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    };
+    let delay = header("retry-after-ms")
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+        .or_else(|| header("retry-after").map(Duration::from_secs_f64))?;
+    (delay <= Duration::from_secs(60)).then_some(delay)
+}
+
+fn send_failure(error: &reqwest::Error) -> Failure {
+    // reqwest's message names the URL, never a header, so it is safe to log.
+    tracing::warn!(error = %error, source = ?std::error::Error::source(error), "AI provider request failed");
+    if error.is_timeout() {
+        return Failure::transient(Error::ProviderTimeout("whole call took too long"), None);
+    }
+    let reason = if error.is_connect() {
+        "cannot connect"
+    } else {
+        "connection lost"
+    };
+    Failure::transient(
+        Error::ProviderUnavailable {
+            reason: reason.into(),
+            retry_after: Duration::from_secs(1),
+        },
+        None,
+    )
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorDetail {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+}
+
+/// Classifies a non-2xx answer. Both protocols put `error.type` (and OpenAI `error.code`) in the
+/// body; the message is not kept because some providers echo part of the key in it.
+fn status_failure(status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
+    let detail = serde_json::from_slice::<ErrorBody>(body)
+        .unwrap_or_default()
+        .error;
+    let code = detail
+        .code
+        .as_ref()
+        .and_then(|c| c.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let kind = detail.kind.unwrap_or_default();
+    tracing::warn!(status, error_type = %kind, code = %code, "AI provider answered with an error");
+    let should_retry = headers
+        .get("x-should-retry")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v == "true");
+    let quota = kind == "insufficient_quota" || code == "insufficient_quota";
+    match status {
+        401 | 403 => Failure::fatal(Error::ProviderCredentials { status }),
+        429 if quota => Failure::fatal(Error::ProviderQuota),
+        408 | 409 | 429 | 500.. if should_retry != Some(false) => {
+            let label = if kind.is_empty() { "error" } else { &kind };
+            Failure::transient(
+                Error::ProviderUnavailable {
+                    reason: format!("HTTP {status} {label}"),
+                    retry_after: Duration::from_secs(1),
+                },
+                retry_after(headers),
+            )
+        }
+        _ => Failure {
+            error: Error::ProviderRejected {
+                status,
+                kind: if kind.is_empty() {
+                    "error".into()
+                } else {
+                    kind
+                },
+            },
+            retryable: should_retry == Some(true),
+            retry_after: retry_after(headers),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_prefers_milliseconds_and_ignores_insane_values() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", "150".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "3600".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn quota_429_is_not_retried_but_rate_limit_429_is() {
+        let quota =
+            br#"{"error":{"message":"x","type":"insufficient_quota","code":"insufficient_quota"}}"#;
+        assert!(!status_failure(429, &HeaderMap::new(), quota).retryable);
+        let limited =
+            br#"{"error":{"message":"x","type":"requests","code":"rate_limit_exceeded"}}"#;
+        assert!(status_failure(429, &HeaderMap::new(), limited).retryable);
+        assert!(status_failure(529, &HeaderMap::new(), b"").retryable);
+        assert!(!status_failure(400, &HeaderMap::new(), b"").retryable);
+        assert!(!status_failure(401, &HeaderMap::new(), b"").retryable);
+    }
+}

@@ -1,0 +1,126 @@
+//! The prompt cache: in memory and in Redis, and what it never caches.
+
+use autocrea_proto::ai::v1 as pb;
+use service_runtime::testing::redis_url;
+
+use crate::fake_provider::*;
+use crate::helpers::*;
+
+fn generate(prompt: &str) -> pb::GenerateRequest {
+    pb::GenerateRequest {
+        prompt: prompt.into(),
+        language: "python".into(),
+        framework: None,
+    }
+}
+
+#[tokio::test]
+async fn identical_requests_are_answered_from_the_memory_cache() {
+    let fake = FakeProvider::start().await;
+    let mut app = spawn_with(Some(anthropic(&fake))).await;
+    let first = app
+        .client
+        .generate(req(generate("a greeting")))
+        .await
+        .expect("first")
+        .into_inner();
+    assert!(!first.cached);
+    // Same request modulo surrounding whitespace and line endings, from another user.
+    let second = app
+        .client
+        .generate(as_user("user-2", generate("  a greeting\r\n")))
+        .await
+        .expect("second");
+    assert_eq!(meta(second.metadata(), "x-cache"), Some("hit"));
+    assert!(meta(second.metadata(), "x-provider-ms").is_none());
+    let second = second.into_inner();
+    assert!(second.cached);
+    assert_eq!(second.code, first.code);
+    assert_eq!(
+        (
+            second.tokens_used,
+            second.input_tokens,
+            second.output_tokens
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(fake.calls(), 1, "the provider saw one call");
+
+    // A stream of the same request is served from cache too: one delta, then done.
+    let mut s = app
+        .client
+        .generate_stream(req(generate("a greeting")))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(e) = s.message().await.expect("message") {
+        events.push(e.event.expect("event"));
+    }
+    assert_eq!(events.len(), 2);
+    let Some(pb::generate_stream_event::Event::Done(done)) = events.last() else {
+        panic!("done last");
+    };
+    assert!(done.cached);
+    assert_eq!(fake.calls(), 1);
+
+    // A different language is a different request.
+    let mut other = generate("a greeting");
+    other.language = "rust".into();
+    app.client.generate(req(other)).await.expect("miss");
+    assert_eq!(fake.calls(), 2);
+}
+
+#[tokio::test]
+async fn chat_is_never_cached() {
+    let fake = FakeProvider::start().await;
+    let mut app = spawn_with(Some(openai(&fake))).await;
+    let chat = || pb::ChatRequest {
+        messages: vec![pb::ChatMessage {
+            role: "user".into(),
+            content: "hello".into(),
+        }],
+        project_id: None,
+    };
+    for _ in 0..2 {
+        let r = app
+            .client
+            .chat(req(chat()))
+            .await
+            .expect("chat")
+            .into_inner();
+        assert!(!r.cached);
+    }
+    assert_eq!(fake.calls(), 2);
+}
+
+#[tokio::test]
+async fn the_redis_cache_is_shared_between_replicas() {
+    let fake = FakeProvider::start().await;
+    // A prefix of our own so that runs and parallel tests never see each other's entries.
+    let prefix = format!("autocrea-test:{}:", uuid::Uuid::new_v4().simple());
+    let replica = || {
+        let (mut config, dir) = sqlite_config(Some(anthropic(&fake)));
+        config.redis_url = Some(redis_url().into());
+        config.cache.redis_prefix = prefix.clone();
+        spawn(config, Some(dir))
+    };
+    let mut one = replica().await;
+    let mut two = replica().await;
+    let first = one
+        .client
+        .generate(req(generate("a greeting")))
+        .await
+        .expect("first")
+        .into_inner();
+    assert!(!first.cached);
+    let second = two
+        .client
+        .generate(req(generate("a greeting")))
+        .await
+        .expect("second")
+        .into_inner();
+    assert!(second.cached, "the other replica's answer came from Redis");
+    assert_eq!(second.code, first.code);
+    assert_eq!(fake.calls(), 1);
+}

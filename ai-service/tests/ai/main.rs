@@ -1,0 +1,10 @@
+//! ai-service integration tests: the real service on a loopback port, a fake AI provider
+//! speaking the real wire formats, real SQLite / PostgreSQL / Redis.
+
+mod cache;
+mod fake_provider;
+mod helpers;
+mod operations;
+mod retries;
+mod streaming;
+mod usage;

@@ -1,0 +1,160 @@
+//! The usage ledger on SQLite and PostgreSQL, and the monthly budget.
+
+use ai_service::Config;
+use autocrea_proto::ai::v1 as pb;
+use service_runtime::testing::fresh_postgres_url;
+use tonic::Code;
+
+use crate::fake_provider::*;
+use crate::helpers::*;
+
+fn explain(code: &str) -> pb::ExplainRequest {
+    pb::ExplainRequest {
+        code: code.into(),
+        language: "python".into(),
+    }
+}
+
+/// A mix of calls by two users, then each user's totals.
+async fn usage_totals_after_a_mix_of_calls(mut app: TestApp) {
+    let c = &mut app.client;
+    c.explain(req(explain("print(1)"))).await.expect("explain");
+    c.explain(req(explain("print(1)")))
+        .await
+        .expect("cached explain");
+    c.generate(req(pb::GenerateRequest {
+        prompt: "hello".into(),
+        language: "python".into(),
+        framework: None,
+    }))
+    .await
+    .expect("generate");
+    let mut s = c
+        .chat_stream(req(pb::ChatRequest {
+            messages: vec![pb::ChatMessage {
+                role: "user".into(),
+                content: "hi".into(),
+            }],
+            project_id: Some("proj_1".into()),
+        }))
+        .await
+        .expect("chat stream")
+        .into_inner();
+    while s.message().await.expect("message").is_some() {}
+    c.explain(as_user("someone-else", explain("print(2)")))
+        .await
+        .expect("other user");
+
+    let usage = c
+        .get_usage(req(pb::GetUsageRequest {}))
+        .await
+        .expect("usage")
+        .into_inner();
+    for period in [usage.day.unwrap(), usage.month.unwrap()] {
+        assert_eq!(period.requests, 4);
+        assert_eq!(period.cached_requests, 1);
+        assert_eq!(period.input_tokens, 3 * ANTHROPIC_INPUT);
+        assert_eq!(period.output_tokens, 3 * ANTHROPIC_OUTPUT);
+        assert_eq!(period.tokens_used, 3 * (ANTHROPIC_INPUT + ANTHROPIC_OUTPUT));
+        assert!(period.start.ends_with("T00:00:00Z"), "{}", period.start);
+        let ops: Vec<_> = period
+            .by_operation
+            .iter()
+            .map(|o| {
+                (
+                    o.operation.as_str(),
+                    o.requests,
+                    o.cached_requests,
+                    o.tokens_used,
+                )
+            })
+            .collect();
+        let t = ANTHROPIC_INPUT + ANTHROPIC_OUTPUT;
+        assert_eq!(
+            ops,
+            [
+                ("chat", 1, 0, t),
+                ("explain", 2, 1, t),
+                ("generate", 1, 0, t)
+            ]
+        );
+    }
+    assert_eq!(usage.monthly_token_budget, None);
+    let other = c
+        .get_usage(as_user("someone-else", pb::GetUsageRequest {}))
+        .await
+        .expect("usage")
+        .into_inner();
+    assert_eq!(other.month.unwrap().requests, 1);
+}
+
+#[tokio::test]
+async fn usage_totals_on_sqlite() {
+    let fake = FakeProvider::start().await;
+    let app = spawn_with(Some(anthropic(&fake))).await;
+    usage_totals_after_a_mix_of_calls(app).await;
+    assert_eq!(fake.calls(), 4);
+}
+
+#[tokio::test]
+async fn usage_totals_on_postgres() {
+    let fake = FakeProvider::start().await;
+    let mut config = Config::new(fresh_postgres_url().await);
+    config.provider = Some(anthropic(&fake));
+    let app = spawn(config, None).await;
+    usage_totals_after_a_mix_of_calls(app).await;
+    assert_eq!(fake.calls(), 4);
+}
+
+#[tokio::test]
+async fn calls_past_the_monthly_budget_are_refused_with_a_clear_message() {
+    let fake = FakeProvider::start().await;
+    let (mut config, dir) = sqlite_config(Some(openai(&fake)));
+    // One call costs 22 tokens: the second still starts under 30, the third does not.
+    config.monthly_token_budget = Some(30);
+    let mut app = spawn(config, Some(dir)).await;
+    app.client
+        .explain(req(explain("a = 1")))
+        .await
+        .expect("first");
+    app.client
+        .explain(req(explain("a = 2")))
+        .await
+        .expect("second");
+    let status = app
+        .client
+        .explain(req(explain("a = 3")))
+        .await
+        .expect_err("over budget");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("44 of 30 tokens"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("resets at"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(meta(status.metadata(), "x-ai-error"), Some("budget"));
+    let retry: u64 = meta(status.metadata(), "retry-after")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0 && retry <= 31 * 86_400);
+    assert_eq!(fake.calls(), 2);
+    let usage = app
+        .client
+        .get_usage(req(pb::GetUsageRequest {}))
+        .await
+        .expect("usage")
+        .into_inner();
+    assert_eq!(usage.monthly_token_budget, Some(30));
+    assert_eq!(usage.monthly_tokens_remaining, Some(0));
+    // Budgets are per user.
+    app.client
+        .explain(as_user("another-user", explain("a = 3")))
+        .await
+        .expect("another user has budget");
+}
