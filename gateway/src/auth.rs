@@ -253,8 +253,12 @@ fn unix_now() -> i64 {
 #[derive(Default)]
 struct KeySet {
     keys: HashMap<String, (Algorithm, DecodingKey)>,
+    /// Last successful fetch.
     fetched_at: Option<Instant>,
-    last_attempt: Option<Instant>,
+    /// Last fetch caused by an unknown `kid` (throttled, so unknown kids cannot flood the issuer).
+    last_forced: Option<Instant>,
+    /// Last failed fetch (throttled too, so an unreachable issuer is not hammered).
+    last_failure: Option<Instant>,
 }
 
 struct JwksCache {
@@ -276,42 +280,43 @@ impl JwksCache {
             }
         }
         let _guard = self.refreshing.lock().await;
-        {
+        let recent = |t: Option<Instant>| t.is_some_and(|t| t.elapsed() < self.min_refresh);
+        let (fetch, forced) = {
             let set = self.keys.read().await;
-            let fresh = set.fetched_at.is_some_and(|t| t.elapsed() < self.ttl);
-            let throttled = set
-                .last_attempt
-                .is_some_and(|t| t.elapsed() < self.min_refresh);
-            if let Some((key_alg, key)) = set.keys.get(kid)
-                && (fresh || throttled)
-            {
-                return check_alg(*key_alg, alg).map(|()| key.clone());
+            let stale = set.fetched_at.is_none_or(|t| t.elapsed() >= self.ttl);
+            let unknown = !set.keys.contains_key(kid);
+            let failing = recent(set.last_failure);
+            if stale && !failing {
+                (true, false)
+            } else if unknown && !failing && !recent(set.last_forced) {
+                (true, true)
+            } else {
+                (false, false)
             }
-            if throttled {
-                return if set.fetched_at.is_some() {
-                    Err(AuthError::UnknownKey)
-                } else {
-                    Err(AuthError::KeysUnavailable)
-                };
+        };
+        if fetch {
+            let fetched = self.fetch().await;
+            let mut set = self.keys.write().await;
+            if forced {
+                set.last_forced = Some(Instant::now());
             }
-        }
-        let fetched = self.fetch().await;
-        let mut set = self.keys.write().await;
-        set.last_attempt = Some(Instant::now());
-        match fetched {
-            Ok(keys) => {
-                set.keys = keys;
-                set.fetched_at = Some(Instant::now());
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, url = %self.url, "cannot fetch JWKS; keeping cached keys");
-                if set.fetched_at.is_none() {
-                    return Err(AuthError::KeysUnavailable);
+            match fetched {
+                Ok(keys) => {
+                    set.keys = keys;
+                    set.fetched_at = Some(Instant::now());
+                }
+                Err(e) => {
+                    set.last_failure = Some(Instant::now());
+                    tracing::warn!(error = %e, url = %self.url, "cannot fetch JWKS; keeping cached keys");
                 }
             }
         }
-        let (key_alg, key) = set.keys.get(kid).ok_or(AuthError::UnknownKey)?;
-        check_alg(*key_alg, alg).map(|()| key.clone())
+        let set = self.keys.read().await;
+        match set.keys.get(kid) {
+            Some((key_alg, key)) => check_alg(*key_alg, alg).map(|()| key.clone()),
+            None if set.fetched_at.is_none() => Err(AuthError::KeysUnavailable),
+            None => Err(AuthError::UnknownKey),
+        }
     }
 
     async fn fetch(&self) -> anyhow::Result<HashMap<String, (Algorithm, DecodingKey)>> {

@@ -41,8 +41,7 @@ fn accept_incoming(value: &HeaderValue) -> Option<String> {
     ok.then(|| id.to_string())
 }
 
-/// Assigns the request id, logs the request, and turns errors into responses inside the
-/// request's scope so that problem bodies carry the id.
+/// Assigns the request id, makes it visible to error bodies, echoes it, and logs the request.
 pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -54,19 +53,16 @@ pub async fn middleware(
         .and_then(accept_incoming)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let http_request = req.request().clone();
     let slow = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.config.slow_request);
 
+    // Handlers' and guards' errors are rendered inside this scope, so their bodies carry the id.
+    // (The request must not be cloned before routing: actix needs to own it to fill in the path.)
     let mut response = REQUEST_ID
-        .scope(id.clone(), async move {
-            match next.call(req).await {
-                Ok(res) => res.map_into_boxed_body(),
-                Err(err) => ServiceResponse::from_err(err, http_request),
-            }
-        })
-        .await;
+        .scope(id.clone(), next.call(req))
+        .await?
+        .map_into_boxed_body();
 
     if let Ok(value) = HeaderValue::from_str(&id) {
         response

@@ -1,0 +1,286 @@
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::on_both_databases;
+
+async fn crud_and_files(db: Db) {
+    let stack = Stack::start(db).await;
+    let gw = &stack.gateway;
+    let user = unique_user("crud");
+
+    let created = gw.create_project(&user, "My app").await;
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["name"], "My app");
+    assert_eq!(created["language"], "typescript");
+    assert_eq!(created["version"], 1);
+    assert_eq!(created["fileCount"], 0);
+    assert!(created["createdAt"].as_str().unwrap().contains('T'));
+
+    let got: Value = gw
+        .get(&format!("/api/projects/{id}"), &user)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["id"], id.as_str());
+
+    // Update with the right version, then a stale one.
+    let updated = gw
+        .patch(&format!("/api/projects/{id}"), &user)
+        .json(&json!({"version": 1, "description": "A todo list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(updated.status(), 200);
+    assert_eq!(updated.headers()["etag"], "\"2\"");
+    let updated: Value = updated.json().await.unwrap();
+    assert_eq!(updated["version"], 2);
+    assert_eq!(updated["description"], "A todo list");
+    let stale = gw
+        .patch(&format!("/api/projects/{id}"), &user)
+        .json(&json!({"version": 1, "name": "Other"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(stale, 409).await;
+    // If-Match works in place of the body's version.
+    let by_etag = gw
+        .patch(&format!("/api/projects/{id}"), &user)
+        .header("if-match", "\"2\"")
+        .json(&json!({"name": "Renamed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_etag.status(), 200);
+
+    // Files: create, replace, read, list, binary, delete.
+    let put = gw
+        .put(&format!("/api/projects/{id}/files/src/index.ts"), &user)
+        .json(&json!({"content": "console.log('hi')"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let put = gw
+        .put(&format!("/api/projects/{id}/files/src/index.ts"), &user)
+        .json(&json!({"content": "console.log('hello')"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let file: Value = put.json().await.unwrap();
+    assert_eq!(file["size"], 20);
+    let binary = gw
+        .put(&format!("/api/projects/{id}/files/assets/logo.bin"), &user)
+        .json(&json!({"content": "AP8QIA==", "encoding": "base64"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(binary.status(), 201);
+
+    let read: Value = gw
+        .get(&format!("/api/projects/{id}/files/src/index.ts"), &user)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["content"], "console.log('hello')");
+    assert_eq!(read["encoding"], "utf8");
+    let read_bin: Value = gw
+        .get(&format!("/api/projects/{id}/files/assets/logo.bin"), &user)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read_bin["encoding"], "base64");
+    assert_eq!(read_bin["content"], "AP8QIA==");
+
+    let list: Value = gw
+        .get(&format!("/api/projects/{id}/files"), &user)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["assets/logo.bin", "src/index.ts"]);
+    assert!(list["items"][0].get("content").is_none());
+
+    let project: Value = gw
+        .get(&format!("/api/projects/{id}"), &user)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(project["fileCount"], 2);
+    assert_eq!(project["totalSize"], 24);
+
+    let deleted = gw
+        .delete(&format!("/api/projects/{id}/files/assets/logo.bin"), &user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let gone = gw
+        .get(&format!("/api/projects/{id}/files/assets/logo.bin"), &user)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(gone, 404).await;
+
+    // Deleting the project removes it and its files.
+    let deleted = gw
+        .delete(&format!("/api/projects/{id}"), &user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let gone = gw
+        .get(&format!("/api/projects/{id}"), &user)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(gone, 404).await;
+    let gone = gw
+        .get(&format!("/api/projects/{id}/files/src/index.ts"), &user)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(gone, 404).await;
+}
+on_both_databases!(crud_and_files_work, crud_and_files);
+
+async fn pagination(db: Db) {
+    let stack = Stack::start(db).await;
+    let gw = &stack.gateway;
+    let user = unique_user("pages");
+    let other = unique_user("other");
+    gw.create_project(&other, "not mine").await;
+
+    use futures::StreamExt;
+    let created: Vec<String> = futures::stream::iter(0..250)
+        .map(|i| {
+            let user = user.clone();
+            async move {
+                gw.create_project(&user, &format!("p{i}")).await["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            }
+        })
+        .buffer_unordered(25)
+        .collect()
+        .await;
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = "/api/projects?limit=30".to_string();
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = gw
+            .get(&path, &user)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pages += 1;
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["id"].as_str().unwrap().to_string());
+        }
+        match page.get("nextCursor").and_then(Value::as_str) {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+        assert!(pages < 20, "pagination does not end");
+    }
+    assert_eq!(seen.len(), 250, "every project exactly once");
+    let unique: HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), 250);
+    let expected: HashSet<_> = created.iter().collect();
+    assert_eq!(unique, expected);
+    assert_eq!(pages, 9);
+}
+on_both_databases!(cursor_pagination_returns_each_project_once, pagination);
+
+async fn isolation(db: Db) {
+    let stack = Stack::start(db).await;
+    let gw = &stack.gateway;
+    let alice = unique_user("alice");
+    let bob = unique_user("bob");
+    let project = gw.create_project(&alice, "secret").await;
+    let id = project["id"].as_str().unwrap();
+    gw.put(&format!("/api/projects/{id}/files/a.txt"), &alice)
+        .json(&json!({"content": "x"}))
+        .send()
+        .await
+        .unwrap();
+
+    for response in [
+        gw.get(&format!("/api/projects/{id}"), &bob)
+            .send()
+            .await
+            .unwrap(),
+        gw.get(&format!("/api/projects/{id}/files"), &bob)
+            .send()
+            .await
+            .unwrap(),
+        gw.get(&format!("/api/projects/{id}/files/a.txt"), &bob)
+            .send()
+            .await
+            .unwrap(),
+        gw.patch(&format!("/api/projects/{id}"), &bob)
+            .json(&json!({"version": 1, "name": "mine now"}))
+            .send()
+            .await
+            .unwrap(),
+        gw.put(&format!("/api/projects/{id}/files/b.txt"), &bob)
+            .json(&json!({"content": "y"}))
+            .send()
+            .await
+            .unwrap(),
+        gw.delete(&format!("/api/projects/{id}"), &bob)
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_problem(response, 404).await;
+    }
+    let bobs: Value = gw
+        .get("/api/projects", &bob)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bobs["items"].as_array().unwrap().len(), 0);
+    // Alice still has everything.
+    let still = gw
+        .get(&format!("/api/projects/{id}/files/a.txt"), &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 200);
+}
+on_both_databases!(another_users_project_is_not_found, isolation);
