@@ -150,11 +150,7 @@ async fn bad_file_paths_are_refused() {
         "a%00b",
         "a%5Cb",
         "a%0Ab",
-        &"d/"
-            .repeat(20)
-            .to_string()
-            .trim_end_matches('/')
-            .to_string(),
+        "d/".repeat(20).trim_end_matches('/'),
         &"x".repeat(600),
     ] {
         let head = format!(
