@@ -308,3 +308,22 @@ impl Default for Limits {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let mut config = Config::new("postgres://ai:db-password@db/ai");
+        config.redis_url = Some(SecretString::from("redis://:redis-password@cache"));
+        config.provider = Some(ProviderConfig::anthropic(
+            "https://api.anthropic.com",
+            "sk-ant-secret",
+        ));
+        let printed = format!("{config:?}");
+        for secret in ["db-password", "redis-password", "sk-ant-secret"] {
+            assert!(!printed.contains(secret), "{secret} leaked: {printed}");
+        }
+    }
+}

@@ -6,14 +6,6 @@ use service_runtime::testing::redis_url;
 use crate::fake_provider::*;
 use crate::helpers::*;
 
-fn generate(prompt: &str) -> pb::GenerateRequest {
-    pb::GenerateRequest {
-        prompt: prompt.into(),
-        language: "python".into(),
-        framework: None,
-    }
-}
-
 #[tokio::test]
 async fn identical_requests_are_answered_from_the_memory_cache() {
     let fake = FakeProvider::start().await;
@@ -75,17 +67,10 @@ async fn identical_requests_are_answered_from_the_memory_cache() {
 async fn chat_is_never_cached() {
     let fake = FakeProvider::start().await;
     let mut app = spawn_with(Some(openai(&fake))).await;
-    let chat = || pb::ChatRequest {
-        messages: vec![pb::ChatMessage {
-            role: "user".into(),
-            content: "hello".into(),
-        }],
-        project_id: None,
-    };
     for _ in 0..2 {
         let r = app
             .client
-            .chat(req(chat()))
+            .chat(req(chat("hello")))
             .await
             .expect("chat")
             .into_inner();

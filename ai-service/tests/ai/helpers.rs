@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use ai_service::{Config, ProviderConfig, RetryPolicy, Timeouts};
+use autocrea_proto::ai::v1 as pb;
 use autocrea_proto::ai::v1::ai_service_client::AiServiceClient;
+use pb::generate_stream_event::Event as GenEvent;
 use service_runtime::testing::{TempDir, fresh_sqlite_url};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -106,4 +108,50 @@ pub fn req<T>(message: T) -> tonic::Request<T> {
 /// A metadata value as text.
 pub fn meta<'a>(map: &'a tonic::metadata::MetadataMap, key: &str) -> Option<&'a str> {
     map.get(key).and_then(|v| v.to_str().ok())
+}
+
+impl TestApp {
+    /// `user`'s usage report.
+    pub async fn usage(&mut self, user: &str) -> pb::GetUsageResponse {
+        self.client
+            .get_usage(as_user(user, pb::GetUsageRequest {}))
+            .await
+            .expect("usage")
+            .into_inner()
+    }
+
+    /// Opens a generate stream and reads it to its end.
+    pub async fn generate_stream(&mut self, request: pb::GenerateRequest) -> Vec<GenEvent> {
+        let mut stream = self
+            .client
+            .generate_stream(req(request))
+            .await
+            .expect("stream opens")
+            .into_inner();
+        let mut events = Vec::new();
+        while let Some(e) = stream.message().await.expect("stream message") {
+            events.push(e.event.expect("event set"));
+        }
+        events
+    }
+}
+
+/// A generate request for Python.
+pub fn generate(prompt: &str) -> pb::GenerateRequest {
+    pb::GenerateRequest {
+        prompt: prompt.into(),
+        language: "python".into(),
+        framework: None,
+    }
+}
+
+/// A one-message chat.
+pub fn chat(content: &str) -> pb::ChatRequest {
+    pb::ChatRequest {
+        messages: vec![pb::ChatMessage {
+            role: "user".into(),
+            content: content.into(),
+        }],
+        project_id: None,
+    }
 }

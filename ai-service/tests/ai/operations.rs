@@ -8,7 +8,7 @@ use tonic_types::StatusExt;
 use crate::fake_provider::*;
 use crate::helpers::*;
 
-fn generate(prompt: &str, language: &str) -> pb::GenerateRequest {
+fn generate_in(prompt: &str, language: &str) -> pb::GenerateRequest {
     pb::GenerateRequest {
         prompt: prompt.into(),
         language: language.into(),
@@ -20,7 +20,7 @@ fn generate(prompt: &str, language: &str) -> pb::GenerateRequest {
 async fn generate_on_anthropic_returns_the_python_block_without_fences_and_usage() {
     let fake = FakeProvider::start().await;
     let mut app = spawn_with(Some(anthropic(&fake))).await;
-    let mut request = generate("a greeting function", "py");
+    let mut request = generate_in("a greeting function", "py");
     request.framework = Some("stdlib".into());
     let response = app.client.generate(req(request)).await.expect("generate");
     let timing = meta(response.metadata(), "x-provider-ms").expect("x-provider-ms");
@@ -69,7 +69,7 @@ async fn generate_on_openai_compatible_sends_bearer_and_system_message() {
     let mut app = spawn_with(Some(openai(&fake))).await;
     let r = app
         .client
-        .generate(req(generate("a greeting function", "python")))
+        .generate(req(generate_in("a greeting function", "python")))
         .await
         .expect("generate")
         .into_inner();
@@ -230,7 +230,7 @@ async fn invalid_input_lists_every_field_to_fix_without_calling_the_provider() {
     let mut app = spawn_with(Some(anthropic(&fake))).await;
     let status = app
         .client
-        .generate(req(generate(&"x".repeat(10_001), "cobol")))
+        .generate(req(generate_in(&"x".repeat(10_001), "cobol")))
         .await
         .expect_err("invalid");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -273,7 +273,7 @@ async fn calls_without_caller_identity_are_unauthenticated() {
     let mut app = spawn_with(None).await;
     let status = app
         .client
-        .generate(tonic::Request::new(generate("x", "python")))
+        .generate(tonic::Request::new(generate_in("x", "python")))
         .await
         .expect_err("no identity");
     assert_eq!(status.code(), Code::Unauthenticated);
@@ -284,7 +284,7 @@ async fn without_a_provider_the_service_runs_and_names_the_variables_to_set() {
     let mut app = spawn_with(None).await;
     let status = app
         .client
-        .generate(req(generate("a greeting", "python")))
+        .generate(req(generate_in("a greeting", "python")))
         .await
         .expect_err("not configured");
     assert_eq!(status.code(), Code::FailedPrecondition);
@@ -300,22 +300,11 @@ async fn without_a_provider_the_service_runs_and_names_the_variables_to_set() {
     );
     let status = app
         .client
-        .chat_stream(req(pb::ChatRequest {
-            messages: vec![pb::ChatMessage {
-                role: "user".into(),
-                content: "hi".into(),
-            }],
-            project_id: None,
-        }))
+        .chat_stream(req(chat("hi")))
         .await
         .expect_err("not configured");
     assert_eq!(status.code(), Code::FailedPrecondition);
     // Usage still answers: the ledger does not need a provider.
-    let usage = app
-        .client
-        .get_usage(req(pb::GetUsageRequest {}))
-        .await
-        .expect("usage")
-        .into_inner();
+    let usage = app.usage(USER).await;
     assert_eq!(usage.month.unwrap().requests, 0);
 }

@@ -59,11 +59,7 @@ async fn dropped_connections_and_slow_first_bytes_are_retried() {
     let mut app = spawn_with(Some(openai(&fake))).await;
     let mut stream = app
         .client
-        .generate_stream(req(pb::GenerateRequest {
-            prompt: "hello".into(),
-            language: "python".into(),
-            framework: None,
-        }))
+        .generate_stream(req(generate("hello")))
         .await
         .expect("third try succeeds")
         .into_inner();

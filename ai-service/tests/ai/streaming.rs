@@ -3,40 +3,14 @@
 
 use std::time::Duration;
 
-use autocrea_proto::ai::v1 as pb;
 use pb::chat_stream_event::Event as ChatEvent;
 use pb::generate_stream_event::Event as GenEvent;
 use serde_json::json;
-use tonic::Streaming;
+
+use autocrea_proto::ai::v1 as pb;
 
 use crate::fake_provider::*;
 use crate::helpers::*;
-
-fn generate() -> pb::GenerateRequest {
-    pb::GenerateRequest {
-        prompt: "a greeting function".into(),
-        language: "python".into(),
-        framework: None,
-    }
-}
-
-fn chat() -> pb::ChatRequest {
-    pb::ChatRequest {
-        messages: vec![pb::ChatMessage {
-            role: "user".into(),
-            content: "Say hello".into(),
-        }],
-        project_id: None,
-    }
-}
-
-async fn collect_generate(mut s: Streaming<pb::GenerateStreamEvent>) -> Vec<GenEvent> {
-    let mut events = Vec::new();
-    while let Some(e) = s.message().await.expect("stream message") {
-        events.push(e.event.expect("event set"));
-    }
-    events
-}
 
 #[tokio::test]
 async fn generate_stream_on_anthropic_sends_several_deltas_then_code_and_usage() {
@@ -44,11 +18,15 @@ async fn generate_stream_on_anthropic_sends_several_deltas_then_code_and_usage()
     let mut app = spawn_with(Some(anthropic(&fake))).await;
     let response = app
         .client
-        .generate_stream(req(generate()))
+        .generate_stream(req(generate("a greeting function")))
         .await
         .expect("stream");
     assert!(meta(response.metadata(), "x-provider-ms").is_some());
-    let events = collect_generate(response.into_inner()).await;
+    let mut stream = response.into_inner();
+    let mut events = Vec::new();
+    while let Some(e) = stream.message().await.expect("message") {
+        events.push(e.event.expect("event"));
+    }
     let deltas: Vec<&str> = events
         .iter()
         .filter_map(|e| match e {
@@ -77,7 +55,7 @@ async fn chat_stream_on_openai_asks_for_usage_and_reports_it() {
     let mut app = spawn_with(Some(openai(&fake))).await;
     let mut stream = app
         .client
-        .chat_stream(req(chat()))
+        .chat_stream(req(chat("Say hello")))
         .await
         .expect("stream")
         .into_inner();
@@ -112,14 +90,7 @@ async fn an_error_event_before_the_first_token_is_retried_invisibly() {
         };
         fake.script([Reply::StreamErrorFirst]);
         let mut app = spawn_with(Some(config)).await;
-        let events = collect_generate(
-            app.client
-                .generate_stream(req(generate()))
-                .await
-                .expect("stream")
-                .into_inner(),
-        )
-        .await;
+        let events = app.generate_stream(generate("a greeting")).await;
         assert!(
             matches!(events.last(), Some(GenEvent::Done(_))),
             "{provider}: {events:?}"
@@ -133,14 +104,7 @@ async fn a_failure_mid_stream_ends_with_an_error_event_carrying_usage_so_far() {
     let fake = FakeProvider::start().await;
     fake.script([Reply::StreamErrorAfter { tokens: 2 }]);
     let mut app = spawn_with(Some(anthropic(&fake))).await;
-    let events = collect_generate(
-        app.client
-            .generate_stream(req(generate()))
-            .await
-            .expect("stream")
-            .into_inner(),
-    )
-    .await;
+    let events = app.generate_stream(generate("a greeting")).await;
     assert_eq!(events.len(), 3, "two deltas then the error: {events:?}");
     let GenEvent::Error(error) = &events[2] else {
         panic!("error event last: {events:?}");
@@ -149,15 +113,9 @@ async fn a_failure_mid_stream_ends_with_an_error_event_carrying_usage_so_far() {
     assert_eq!(error.input_tokens, ANTHROPIC_INPUT);
     assert!(!error.partial_text.is_empty());
     assert_eq!(fake.calls(), 1, "no retry once tokens were sent");
-    let usage = app
-        .client
-        .get_usage(req(pb::GetUsageRequest {}))
-        .await
-        .expect("usage")
-        .into_inner();
+    let day = app.usage(USER).await.day.unwrap();
     assert_eq!(
-        usage.day.unwrap().input_tokens,
-        ANTHROPIC_INPUT,
+        day.input_tokens, ANTHROPIC_INPUT,
         "billed tokens are recorded"
     );
 }
@@ -169,7 +127,7 @@ async fn a_client_that_goes_away_cancels_the_provider_request() {
     let mut app = spawn_with(Some(anthropic(&fake))).await;
     let mut stream = app
         .client
-        .generate_stream(req(generate()))
+        .generate_stream(req(generate("a greeting")))
         .await
         .expect("stream")
         .into_inner();
@@ -188,4 +146,14 @@ async fn a_client_that_goes_away_cancels_the_provider_request() {
         fake.wait_for_hangup(Duration::from_secs(10)).await,
         "the provider saw the connection close"
     );
+    // The input tokens billed before the hang-up are still recorded, in the background.
+    let mut recorded = 0;
+    for _ in 0..50 {
+        recorded = app.usage(USER).await.day.unwrap().input_tokens;
+        if recorded > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(recorded, ANTHROPIC_INPUT);
 }

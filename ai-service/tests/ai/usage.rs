@@ -22,20 +22,11 @@ async fn usage_totals_after_a_mix_of_calls(mut app: TestApp) {
     c.explain(req(explain("print(1)")))
         .await
         .expect("cached explain");
-    c.generate(req(pb::GenerateRequest {
-        prompt: "hello".into(),
-        language: "python".into(),
-        framework: None,
-    }))
-    .await
-    .expect("generate");
+    c.generate(req(generate("hello"))).await.expect("generate");
     let mut s = c
         .chat_stream(req(pb::ChatRequest {
-            messages: vec![pb::ChatMessage {
-                role: "user".into(),
-                content: "hi".into(),
-            }],
             project_id: Some("proj_1".into()),
+            ..chat("hi")
         }))
         .await
         .expect("chat stream")
@@ -45,11 +36,7 @@ async fn usage_totals_after_a_mix_of_calls(mut app: TestApp) {
         .await
         .expect("other user");
 
-    let usage = c
-        .get_usage(req(pb::GetUsageRequest {}))
-        .await
-        .expect("usage")
-        .into_inner();
+    let usage = app.usage(USER).await;
     for period in [usage.day.unwrap(), usage.month.unwrap()] {
         assert_eq!(period.requests, 4);
         assert_eq!(period.cached_requests, 1);
@@ -80,11 +67,7 @@ async fn usage_totals_after_a_mix_of_calls(mut app: TestApp) {
         );
     }
     assert_eq!(usage.monthly_token_budget, None);
-    let other = c
-        .get_usage(as_user("someone-else", pb::GetUsageRequest {}))
-        .await
-        .expect("usage")
-        .into_inner();
+    let other = app.usage("someone-else").await;
     assert_eq!(other.month.unwrap().requests, 1);
 }
 
@@ -144,12 +127,7 @@ async fn calls_past_the_monthly_budget_are_refused_with_a_clear_message() {
         .unwrap();
     assert!(retry > 0 && retry <= 31 * 86_400);
     assert_eq!(fake.calls(), 2);
-    let usage = app
-        .client
-        .get_usage(req(pb::GetUsageRequest {}))
-        .await
-        .expect("usage")
-        .into_inner();
+    let usage = app.usage(USER).await;
     assert_eq!(usage.monthly_token_budget, Some(30));
     assert_eq!(usage.monthly_tokens_remaining, Some(0));
     // Budgets are per user.
