@@ -1,1 +1,156 @@
-fn main() {}
+//! AutoCrea all-in-one: the gateway and every service in one process on loopback, the way the
+//! quick start runs it. Each service is the same library the separate binaries use, started on its
+//! own loopback port; SQLite files live under `DATA_DIR` (default `./data`).
+//!
+//! With no authentication configured it creates a development HS256 secret (kept in
+//! `DATA_DIR/dev-secret` so tokens survive restarts) and prints a token to use with curl.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::SecretString;
+use service_runtime::config::{listen_addr, optional};
+use service_runtime::db::sqlite_url;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+const DEV_USER: &str = "dev-user";
+const DEV_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    service_runtime::telemetry::init("autocrea");
+    let data_dir = PathBuf::from(optional("DATA_DIR").unwrap_or_else(|| "data".into()));
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create DATA_DIR {}", data_dir.display()))?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    };
+    let mut tasks = JoinSet::new();
+
+    // Services first, each on a loopback port chosen by the OS.
+    let mut project = project_service::Config::from_env()?;
+    project.database_url = sqlite_url(&data_dir, "project.db");
+    let project_url = spawn(&mut tasks, "project-service", |l| {
+        project_service::run(project, l, stop())
+    })
+    .await?;
+
+    let mut ai = ai_service::Config::from_env()?;
+    ai.database_url = SecretString::from(sqlite_url(&data_dir, "ai.db"));
+    let ai_url = spawn(&mut tasks, "ai-service", |l| ai_service::run(ai, l, stop())).await?;
+
+    let deploy = deploy_service::Config::from_env()?;
+    let deploy_url = spawn(&mut tasks, "deploy-service", |l| {
+        deploy_service::run(deploy, l, stop())
+    })
+    .await?;
+
+    let sandbox = sandbox_service::Config::from_env()?;
+    let sandbox_url = spawn(&mut tasks, "sandbox-service", |l| {
+        sandbox_service::run(sandbox, l, stop())
+    })
+    .await?;
+
+    // The gateway, on 127.0.0.1:8000 unless GATEWAY_LISTEN_ADDR says otherwise.
+    let mut auth = gateway::config::AuthConfig::from_env()?;
+    let mut dev_secret = None;
+    if auth.jwks_url.is_none() && auth.hs256_secret.is_none() {
+        let secret = dev_secret_in(&data_dir)?;
+        auth.hs256_secret = Some(SecretString::from(secret.clone()));
+        dev_secret = Some(secret);
+    }
+    let mut config = gateway::Config::from_env_with_auth(auth)?;
+    config.listen_addr = listen_addr("GATEWAY_LISTEN_ADDR", 8000)
+        .map(|a| if optional("GATEWAY_LISTEN_ADDR").is_none() { loopback(a.port()) } else { a })?;
+    config.services.project = project_url;
+    config.services.ai = ai_url;
+    config.services.deploy = deploy_url;
+    config.services.sandbox = sandbox_url;
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (set GATEWAY_LISTEN_ADDR)", config.listen_addr))?;
+    let gateway_addr = listener.local_addr()?;
+    let gateway_stop = stop();
+    tasks.spawn(async move { ("gateway", gateway::run(config, listener, gateway_stop).await) });
+
+    println!();
+    println!("AutoCrea is running at http://{gateway_addr}");
+    println!("  API docs:   http://{gateway_addr}/docs");
+    println!("  data:       {}", data_dir.display());
+    if let Some(secret) = dev_secret {
+        let token = gateway::auth::issue_dev_token(&secret, DEV_USER, DEV_TOKEN_TTL)?;
+        println!("  dev token (user {DEV_USER}, 30 days):");
+        println!();
+        println!("export TOKEN={token}");
+    }
+    println!();
+
+    tokio::select! {
+        () = service_runtime::shutdown::signal() => {}
+        Some(ended) = tasks.join_next() => {
+            let (name, result) = ended.context("a service panicked")?;
+            let _ = stop_tx.send(true);
+            return match result {
+                Ok(()) => Err(anyhow::anyhow!("{name} stopped unexpectedly")),
+                Err(e) => Err(e.context(format!("{name} failed"))),
+            };
+        }
+    }
+    let _ = stop_tx.send(true);
+    while let Some(ended) = tasks.join_next().await {
+        if let Ok((name, Err(e))) = ended {
+            tracing::warn!(service = name, error = format!("{e:#}"), "stopped with an error");
+        }
+    }
+    Ok(())
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Binds a loopback port, starts `run` on it and returns the service's URL.
+async fn spawn<F, Fut>(
+    tasks: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
+    name: &'static str,
+    run: F,
+) -> anyhow::Result<String>
+where
+    F: FnOnce(TcpListener) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let listener = TcpListener::bind(loopback(0)).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let future = run(listener);
+    tasks.spawn(async move { (name, future.await) });
+    Ok(url)
+}
+
+/// The development secret under `dir`, created on first start.
+fn dev_secret_in(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("dev-secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        let secret = secret.trim().to_string();
+        if secret.len() >= gateway::config::MIN_HS256_SECRET_BYTES {
+            return Ok(secret);
+        }
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    std::fs::write(&path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(secret)
+}

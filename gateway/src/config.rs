@@ -131,6 +131,12 @@ impl Config {
 
     /// Reads the configuration from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_with_auth(AuthConfig::from_env()?)
+    }
+
+    /// Reads the configuration from the environment, with authentication decided by the caller
+    /// (the all-in-one binary supplies a development secret when none is configured).
+    pub fn from_env_with_auth(auth: AuthConfig) -> Result<Self, ConfigError> {
         let defaults = Self::new(AuthConfig::default());
         let services = ServiceUrls {
             project: optional("PROJECT_SERVICE_URL").unwrap_or(defaults.services.project),
@@ -150,7 +156,7 @@ impl Config {
                     30_000,
                 )?),
             },
-            auth: AuthConfig::from_env()?,
+            auth,
             limits: LimitsConfig {
                 api: parse_or("RATE_LIMIT_API", limit_defaults.api)?,
                 ai: parse_or("RATE_LIMIT_AI", limit_defaults.ai)?,

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
+use autocrea_proto::ai::v1::ai_service_client::AiServiceClient;
+use autocrea_proto::deploy::v1::deploy_service_client::DeployServiceClient;
 use autocrea_proto::project::v1::project_service_client::ProjectServiceClient;
+use autocrea_proto::sandbox::v1::sandbox_service_client::SandboxServiceClient;
 use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, REQUEST_ID, USER_ID};
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -18,6 +21,12 @@ use crate::config::ServiceUrls;
 pub struct Downstreams {
     /// project-service.
     pub project: ProjectServiceClient<Channel>,
+    /// ai-service.
+    pub ai: AiServiceClient<Channel>,
+    /// deploy-service.
+    pub deploy: DeployServiceClient<Channel>,
+    /// sandbox-service.
+    pub sandbox: SandboxServiceClient<Channel>,
     health: Vec<(&'static str, HealthClient<Channel>)>,
 }
 
@@ -41,23 +50,26 @@ impl Downstreams {
                 .map_err(|e| anyhow::anyhow!("invalid URL for {name} ({url}): {e}"))
         };
         let project = connect("project-service", &urls.project)?;
+        let ai = connect("ai-service", &urls.ai)?;
+        let deploy = connect("deploy-service", &urls.deploy)?;
+        let sandbox = connect("sandbox-service", &urls.sandbox)?;
         let health = vec![
             ("project-service", HealthClient::new(project.clone())),
-            (
-                "ai-service",
-                HealthClient::new(connect("ai-service", &urls.ai)?),
-            ),
-            (
-                "deploy-service",
-                HealthClient::new(connect("deploy-service", &urls.deploy)?),
-            ),
-            (
-                "sandbox-service",
-                HealthClient::new(connect("sandbox-service", &urls.sandbox)?),
-            ),
+            ("ai-service", HealthClient::new(ai.clone())),
+            ("deploy-service", HealthClient::new(deploy.clone())),
+            ("sandbox-service", HealthClient::new(sandbox.clone())),
         ];
         Ok(Self {
             project: ProjectServiceClient::new(project)
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE),
+            ai: AiServiceClient::new(ai)
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE),
+            deploy: DeployServiceClient::new(deploy)
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE),
+            sandbox: SandboxServiceClient::new(sandbox)
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
             health,

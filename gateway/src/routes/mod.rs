@@ -10,9 +10,12 @@ use crate::guard::guard;
 use crate::limits::RouteGroup;
 use crate::problem::ApiError;
 
+pub mod ai;
+pub mod deploy;
 pub mod docs;
 pub mod health;
 pub mod projects;
+pub mod sandbox;
 
 /// Mounts every route, and the JSON, query and path error handling, on an app.
 pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
@@ -36,6 +39,34 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
                 guard(RouteGroup::Api, req, next)
             }))
             .configure(projects::configure),
+    )
+    .service(
+        web::scope("/api/ai")
+            .wrap(from_fn(|req, next: Next<BoxBody>| {
+                guard(RouteGroup::Ai, req, next)
+            }))
+            .configure(ai::configure),
+    )
+    .service(
+        web::scope("/api/sandbox")
+            .wrap(from_fn(|req, next: Next<BoxBody>| {
+                guard(RouteGroup::Sandbox, req, next)
+            }))
+            .configure(sandbox::configure),
+    )
+    .service(
+        web::scope("/api/deploy")
+            .wrap(from_fn(|req, next: Next<BoxBody>| {
+                guard(RouteGroup::Deploy, req, next)
+            }))
+            .configure(deploy::configure_deploy),
+    )
+    .service(
+        web::scope("/api/deployments")
+            .wrap(from_fn(|req, next: Next<BoxBody>| {
+                guard(RouteGroup::Deploy, req, next)
+            }))
+            .configure(deploy::configure_deployments),
     )
     .default_service(web::to(not_found));
 }

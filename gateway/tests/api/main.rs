@@ -1,9 +1,12 @@
 //! Gateway integration tests: HTTP over sockets to the real gateway, gRPC to the real
 //! project-service, SQLite and PostgreSQL, Redis for the shared limiter.
 
+mod ai;
 mod auth;
 mod availability;
+mod deploy;
 mod helpers;
 mod input;
 mod limits;
 mod projects;
+mod sandbox;

@@ -1,0 +1,1 @@
+//! Gateway routes of ai-service (not wired yet).

@@ -1,0 +1,1 @@
+//! Gateway routes of deploy-service (not wired yet).

@@ -1,0 +1,1 @@
+//! Gateway routes of sandbox-service (not wired yet).
