@@ -236,9 +236,15 @@ impl ContainerEngine {
         Ok((inspect.running.unwrap_or(false), inspect.exit_code))
     }
 
-    /// Reads the container's cgroup counters through the image's `stats` script; counters that
-    /// cannot be read (for instance when the process limit is exhausted) are `None`.
+    /// Reads the container's cgroup counters: from the host's cgroup filesystem when the
+    /// engine runs on this host (no round trip), otherwise through the image's `stats` script.
+    /// Counters that cannot be read (for instance when the process limit leaves no room for the
+    /// script) are `None`.
     pub async fn stats(&self, container: &str) -> CgroupStats {
+        let id = container.to_string();
+        if let Ok(Some(stats)) = tokio::task::spawn_blocking(move || host_cgroup_stats(&id)).await {
+            return stats;
+        }
         match tokio::time::timeout(STATS_TIMEOUT, self.read_stats(container)).await {
             Ok(Ok(stats)) => stats,
             Ok(Err(e)) => {
@@ -333,6 +339,56 @@ async fn write_all(
 ) -> std::io::Result<()> {
     input.write_all(data).await?;
     input.flush().await
+}
+
+/// The counters of `container` read from this host's cgroup filesystem, when its cgroup is there
+/// (cgroup v1 with the cgroupfs driver, or v2 with the systemd or cgroupfs driver).
+fn host_cgroup_stats(container: &str) -> Option<CgroupStats> {
+    use std::path::Path;
+    let read = |path: &Path| std::fs::read_to_string(path).ok();
+    let field = |text: &str, key: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(key)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    let root = Path::new("/sys/fs/cgroup");
+    // cgroup v1: one hierarchy per controller.
+    let memory = root.join("memory/docker").join(container);
+    if memory.is_dir() {
+        let cpu = ["cpuacct/docker", "cpu,cpuacct/docker"]
+            .iter()
+            .find_map(|dir| read(&root.join(dir).join(container).join("cpuacct.usage")))
+            .and_then(|t| t.trim().parse().ok())
+            .map(Duration::from_nanos);
+        return Some(CgroupStats {
+            cpu,
+            memory_peak_bytes: read(&memory.join("memory.max_usage_in_bytes"))
+                .and_then(|t| t.trim().parse().ok()),
+            oom_kills: read(&memory.join("memory.oom_control"))
+                .and_then(|t| field(&t, "oom_kill"))
+                .unwrap_or(0),
+        });
+    }
+    // cgroup v2: one unified hierarchy.
+    let scope = [
+        root.join(format!("system.slice/docker-{container}.scope")),
+        root.join("docker").join(container),
+    ]
+    .into_iter()
+    .find(|p| p.join("cpu.stat").is_file())?;
+    Some(CgroupStats {
+        cpu: read(&scope.join("cpu.stat"))
+            .and_then(|t| field(&t, "usage_usec"))
+            .map(Duration::from_micros),
+        memory_peak_bytes: read(&scope.join("memory.peak")).and_then(|t| t.trim().parse().ok()),
+        oom_kills: read(&scope.join("memory.events"))
+            .and_then(|t| field(&t, "oom_kill"))
+            .unwrap_or(0),
+    })
 }
 
 fn parse_stats(text: &str) -> CgroupStats {

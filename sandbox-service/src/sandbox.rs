@@ -356,11 +356,19 @@ impl Sandbox {
             // The service stops these runs by killing the container.
             End::TimedOut | End::Truncated | End::ClientGone => 128 + 9,
         };
+        let ended = started.elapsed();
         let stats = if end == End::ClientGone {
             CgroupStats::default()
         } else {
             engine.stats(container).await
         };
+        tracing::debug!(
+            ?end,
+            program_ms = millis(duration),
+            ended_ms = millis(ended),
+            total_ms = millis(started.elapsed()),
+            "run finished"
+        );
         let (stdout, stderr) = capture.into_text();
         let limits = &self.config.limits;
         Ok(pb::ExecuteResponse {
