@@ -242,11 +242,12 @@ impl Sandbox {
         }
     }
 
-    async fn acquire_container(&self, engine: &ContainerEngine) -> Result<String> {
+    /// A container for one run and whether it came from the warm pool.
+    async fn acquire_container(&self, engine: &ContainerEngine) -> Result<(String, bool)> {
         if let Some(id) = self.pool.get().and_then(WarmPool::take) {
-            return Ok(id);
+            return Ok((id, true));
         }
-        engine.create_started().await
+        Ok((engine.create_started().await?, false))
     }
 
     async fn run(
@@ -257,16 +258,34 @@ impl Sandbox {
         stream: bool,
         tx: mpsc::Sender<RunEvent>,
     ) {
-        let container = match self.acquire_container(&engine).await {
-            Ok(id) => id,
+        let (mut container, pooled) = match self.acquire_container(&engine).await {
+            Ok(acquired) => acquired,
             Err(e) => {
                 let _ = tx.send(RunEvent::Failed(e)).await;
                 return;
             }
         };
-        let result = self
-            .run_in(&engine, &container, &spec, version, stream, &tx)
+        let mut result = self
+            .run_in(&engine, &container, &spec, version.clone(), stream, &tx)
             .await;
+        // An idle container can die while it waits (engine restart, external kill); the program
+        // did not start then (run_in fails only before it does), so it gets a fresh container.
+        if pooled && result.is_err() {
+            tracing::warn!("a warm container could not start the program; using a fresh one");
+            engine.remove(&container).await;
+            match engine.create_started().await {
+                Ok(id) => {
+                    container = id;
+                    result = self
+                        .run_in(&engine, &container, &spec, version, stream, &tx)
+                        .await;
+                }
+                Err(e) => {
+                    let _ = tx.send(RunEvent::Failed(e)).await;
+                    return;
+                }
+            }
+        }
         // Whatever happened, the container goes; the run's slot is held until it has.
         match result {
             Ok(response) => {
@@ -279,6 +298,8 @@ impl Sandbox {
         engine.remove(&container).await;
     }
 
+    /// Runs the program in `container`. Errors happen only before the program starts; once it
+    /// has, everything (exit, crash, time, output) is a result.
     async fn run_in(
         &self,
         engine: &ContainerEngine,

@@ -45,6 +45,24 @@ async fn warm_containers_serve_one_run_each_and_are_refilled() {
 }
 
 #[tokio::test]
+async fn a_dead_warm_container_is_replaced_by_a_fresh_one() {
+    let mut config = test_config("dead-pool");
+    config.pool_size = 1;
+    let app = spawn_app(config).await;
+    let warm = wait_for_containers(&app.instance, 1).await;
+    docker()
+        .kill_container(
+            &warm[0],
+            None::<bollard::query_parameters::KillContainerOptions>,
+        )
+        .await
+        .unwrap();
+    let result = app.execute(code("bash", "echo still fine")).await;
+    assert_eq!(result.stdout, "still fine\n");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn orphans_of_a_previous_run_are_swept_at_start() {
     let config = test_config("orphans");
     ensure_docker_and_image().await;
