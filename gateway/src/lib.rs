@@ -55,6 +55,9 @@ pub async fn run(
             .wrap(from_fn(request_id::middleware))
     })
     .workers(config.workers.max(1))
+    // A client that closes its side has gone away: end the response, which drops a streaming
+    // body and so cancels the gRPC stream (and the AI provider call) behind it.
+    .h1_allow_half_closed(false)
     .disable_signals()
     .shutdown_timeout(10)
     .listen(listener)?

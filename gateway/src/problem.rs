@@ -196,6 +196,24 @@ impl ApiError {
         )
     }
 
+    /// An error of a kind one route group defines for itself (e.g. the AI provider's
+    /// conditions), so that such refinements need not change [`ApiError::from_status`] for
+    /// every service. `kind` becomes the last segment of the problem `type`.
+    pub fn custom(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::new(status, kind, title, detail)
+    }
+
+    /// Adds a `Retry-After` of `secs` (at least 1).
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs.max(1));
+        self
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status

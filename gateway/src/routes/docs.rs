@@ -60,7 +60,9 @@ impl Modify for BearerAuth {
 /// The OpenAPI 3.1 document of this API.
 #[get("/openapi.json")]
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::routes::ai::AiApi::openapi());
+    HttpResponse::Ok().json(doc)
 }
 
 /// A human-readable rendering of `/openapi.json`.
