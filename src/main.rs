@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         dev_secret = Some(secret);
     }
     let mut config = gateway::Config::from_env_with_auth(auth)?;
+    config.database_url = SecretString::from(sqlite_url(&data_dir, "gateway.db"));
     config.listen_addr = listen_addr("GATEWAY_LISTEN_ADDR", 8000)
         .map(|a| if optional("GATEWAY_LISTEN_ADDR").is_none() { loopback(a.port()) } else { a })?;
     config.services.project = project_url;

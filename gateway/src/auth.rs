@@ -46,8 +46,15 @@ impl actix_web::FromRequest for Caller {
 /// How a caller authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthMethod {
-    /// A session JWT.
+    /// A session JWT: may do everything, including managing API keys.
     Jwt,
+    /// A personal API key, limited to its scopes.
+    ApiKey {
+        /// The key's id.
+        id: String,
+        /// What it may do.
+        scopes: crate::keys::Scopes,
+    },
 }
 
 impl AuthMethod {
@@ -55,6 +62,7 @@ impl AuthMethod {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Jwt => "jwt",
+            Self::ApiKey { .. } => "apiKey",
         }
     }
 }
@@ -98,12 +106,23 @@ pub enum AuthError {
     /// Keys could not be fetched and none are cached.
     #[error("signing keys are unavailable; try again shortly")]
     KeysUnavailable,
+    /// An API key that does not exist or was revoked.
+    #[error("the API key is invalid or revoked")]
+    KeyInvalid,
+    /// An API key past its expiry.
+    #[error("the API key has expired")]
+    KeyExpired,
+    /// The key table cannot be read.
+    #[error("API keys cannot be verified right now; try again shortly")]
+    KeyStoreUnavailable,
 }
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::KeysUnavailable => ApiError::unavailable(e.to_string(), 5),
+            AuthError::KeysUnavailable | AuthError::KeyStoreUnavailable => {
+                ApiError::unavailable(e.to_string(), 5)
+            }
             other => ApiError::unauthorized(other.to_string()),
         }
     }
@@ -162,8 +181,13 @@ impl Authenticator {
     }
 
     /// The bearer token of a request: the `Authorization` header, else Clerk's `__session` cookie.
+    /// Several `Authorization` headers are ambiguous and count as none.
     pub fn token_of(req: &HttpRequest) -> Option<String> {
-        if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let mut headers = req.headers().get_all(header::AUTHORIZATION);
+        if let Some(value) = headers.next() {
+            if headers.next().is_some() {
+                return None;
+            }
             let value = value.to_str().ok()?.trim();
             let (scheme, token) = value.split_once(' ')?;
             return scheme

@@ -27,6 +27,11 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Requests slower than this are logged as warnings (`SLOW_REQUEST_MS`, default 1000).
     pub slow_request: Duration,
+    /// The gateway's own database, holding API keys (`DATABASE_URL`, default SQLite
+    /// `gateway.db` under `DATA_DIR`, default `./data`).
+    pub database_url: SecretString,
+    /// Connections in the database pool (`GATEWAY_DB_MAX_CONNECTIONS`, default 10).
+    pub db_max_connections: u32,
 }
 
 /// gRPC addresses of the services behind the gateway.
@@ -80,7 +85,7 @@ pub struct LimitsConfig {
     /// `RATE_LIMIT_AUTH`, default `5/15m`.
     pub auth: RateLimitPolicy,
     /// `REDIS_URL`: when set, limits live in Redis and every gateway replica shares them.
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretString>,
     /// `RATE_LIMIT_ENABLED`, default true; false turns limiting off (benchmarks only).
     pub enabled: bool,
 }
@@ -126,6 +131,11 @@ impl Config {
             limits: LimitsConfig::default(),
             max_body_bytes: 5 * 1024 * 1024,
             slow_request: Duration::from_secs(1),
+            database_url: SecretString::from(service_runtime::db::sqlite_url(
+                std::path::Path::new("data"),
+                "gateway.db",
+            )),
+            db_max_connections: 10,
         }
     }
 
@@ -163,11 +173,16 @@ impl Config {
                 deploy: parse_or("RATE_LIMIT_DEPLOY", limit_defaults.deploy)?,
                 sandbox: parse_or("RATE_LIMIT_SANDBOX", limit_defaults.sandbox)?,
                 auth: parse_or("RATE_LIMIT_AUTH", limit_defaults.auth)?,
-                redis_url: optional("REDIS_URL"),
+                redis_url: optional("REDIS_URL").map(SecretString::from),
                 enabled: flag("RATE_LIMIT_ENABLED", true)?,
             },
             max_body_bytes: parse_or("MAX_BODY_BYTES", defaults.max_body_bytes)?,
             slow_request: Duration::from_millis(parse_or("SLOW_REQUEST_MS", 1000)?),
+            database_url: SecretString::from(optional("DATABASE_URL").unwrap_or_else(|| {
+                let dir = optional("DATA_DIR").unwrap_or_else(|| "data".into());
+                service_runtime::db::sqlite_url(std::path::Path::new(&dir), "gateway.db")
+            })),
+            db_max_connections: parse_or("GATEWAY_DB_MAX_CONNECTIONS", 10)?,
         };
         config.auth.validate()?;
         Ok(config)

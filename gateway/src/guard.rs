@@ -8,7 +8,8 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, web};
 
-use crate::auth::{AuthError, Authenticator};
+use crate::auth::{AuthError, AuthMethod, Authenticator};
+use crate::keys::KEY_PREFIX;
 use crate::limits::{Decision, RouteGroup};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -23,6 +24,7 @@ pub async fn guard(
         return Ok(req.error_response(ApiError::internal("application state missing")));
     };
     let auth = match Authenticator::token_of(req.request()) {
+        Some(token) if token.starts_with(KEY_PREFIX) => state.keys.authenticate(&token).await,
         Some(token) => state.auth.authenticate(&token).await,
         None => Err(AuthError::Missing),
     };
@@ -53,6 +55,18 @@ pub async fn guard(
             ));
         }
     };
+    if let AuthMethod::ApiKey { scopes, .. } = &caller.method
+        && let Err(needed) = scopes.permit(group, req.method())
+    {
+        let error = ApiError::forbidden(format!(
+            "this API key lacks the `{}` scope needed here",
+            serde_json::to_value(needed)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        ));
+        return Ok(with_headers(req.error_response(error), &decision));
+    }
     req.extensions_mut().insert(caller);
     let response = next.call(req).await?;
     Ok(with_headers(response, &decision))

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod downstream;
 pub mod guard;
+pub mod keys;
 pub mod limits;
 pub mod problem;
 pub mod request_id;
@@ -28,7 +29,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.auth.validate()?;
-    let state = web::Data::new(AppState::new(config.clone())?);
+    let state = web::Data::new(AppState::new(config.clone()).await?);
     if state.limiter.is_shared() {
         tracing::info!("rate limits shared through Redis");
     } else {

@@ -183,8 +183,8 @@ impl RateLimiter {
         }
         let redis = config
             .redis_url
-            .as_deref()
-            .map(RedisLimiter::new)
+            .as_ref()
+            .map(|url| RedisLimiter::new(secrecy::ExposeSecret::expose_secret(url)))
             .transpose()?;
         Ok(Self {
             groups,

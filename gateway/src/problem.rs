@@ -131,6 +131,16 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
+    /// 422: the request is valid but cannot be carried out in the current state.
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "failed-precondition",
+            "Request cannot be carried out",
+            detail,
+        )
+    }
+
     /// 413: the body is larger than allowed.
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(

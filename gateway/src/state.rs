@@ -3,6 +3,7 @@
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::downstream::Downstreams;
+use crate::keys::ApiKeyStore;
 use crate::limits::RateLimiter;
 
 /// Shared state of the gateway, one per process.
@@ -16,11 +17,14 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// Service clients.
     pub downstream: Downstreams,
+    /// Personal API keys.
+    pub keys: ApiKeyStore,
 }
 
 impl AppState {
-    /// Builds the state; connects to nothing yet.
-    pub fn new(config: Config) -> anyhow::Result<Self> {
+    /// Builds the state: opens the key database (running its migrations); services are
+    /// connected on first use.
+    pub async fn new(config: Config) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(3))
             .build()?;
@@ -28,6 +32,11 @@ impl AppState {
             auth: Authenticator::new(&config.auth, http),
             limiter: RateLimiter::new(&config.limits)?,
             downstream: Downstreams::new(&config.services, config.grpc)?,
+            keys: ApiKeyStore::connect(
+                secrecy::ExposeSecret::expose_secret(&config.database_url),
+                config.db_max_connections,
+            )
+            .await?,
             config,
         })
     }

@@ -11,6 +11,7 @@ use crate::limits::RouteGroup;
 use crate::problem::ApiError;
 
 pub mod ai;
+pub mod auth;
 pub mod deploy;
 pub mod docs;
 pub mod health;
@@ -39,6 +40,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
                 guard(RouteGroup::Api, req, next)
             }))
             .configure(projects::configure),
+    )
+    .service(
+        web::scope("/api/auth")
+            .wrap(from_fn(|req, next: Next<BoxBody>| {
+                guard(RouteGroup::Auth, req, next)
+            }))
+            .configure(auth::configure),
     )
     .service(
         web::scope("/api/ai")

@@ -148,6 +148,11 @@ pub fn gateway_config(project_url: &str) -> Config {
     config.services.deploy = "http://127.0.0.1:1".into();
     config.services.sandbox = "http://127.0.0.1:1".into();
     config.max_body_bytes = 256 * 1024;
+    config.database_url = secrecy::SecretString::from(format!(
+        "sqlite://{}/autocrea-gateway-{}.db?mode=rwc",
+        std::env::temp_dir().display(),
+        uuid::Uuid::new_v4().simple()
+    ));
     config
 }
 
@@ -231,6 +236,8 @@ impl Gateway {
 pub struct Stack {
     pub project: ProjectService,
     pub gateway: Gateway,
+    /// The gateway's own database (API keys).
+    pub gateway_database_url: secrecy::SecretString,
 }
 
 impl Stack {
@@ -242,8 +249,13 @@ impl Stack {
         let project = ProjectService::start(db).await;
         let mut config = gateway_config(&project.url());
         adjust(&mut config);
+        let gateway_database_url = config.database_url.clone();
         let gateway = Gateway::start(config).await;
-        Self { project, gateway }
+        Self {
+            project,
+            gateway,
+            gateway_database_url,
+        }
     }
 }
 

@@ -74,8 +74,10 @@ async fn gateways_sharing_redis_enforce_one_budget_under_concurrent_load() {
     let project = ProjectService::start(Db::Sqlite).await;
     let mut config = gateway_config(&project.url());
     config.limits.api = "40/1h".parse().unwrap();
-    config.limits.redis_url = Some(service_runtime::testing::redis_url());
+    config.limits.redis_url = Some(service_runtime::testing::redis_url().into());
     let first = Gateway::start(config.clone()).await;
+    // Its own key database: replicas share PostgreSQL in production, never one SQLite file.
+    config.database_url = gateway_config("http://unused").database_url;
     let second = Gateway::start(config).await;
 
     let user = unique_user("shared");
@@ -87,10 +89,14 @@ async fn gateways_sharing_redis_enforce_one_budget_under_concurrent_load() {
     let mut passed = 0;
     let mut refused = 0;
     for response in responses {
-        match response.unwrap().status().as_u16() {
+        let response = response.unwrap();
+        match response.status().as_u16() {
             200 => passed += 1,
             429 => refused += 1,
-            other => panic!("unexpected status {other}"),
+            other => panic!(
+                "unexpected status {other}: {}",
+                response.text().await.unwrap()
+            ),
         }
     }
     assert_eq!(passed, 40, "exactly the limit passes across both gateways");

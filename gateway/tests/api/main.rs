@@ -7,6 +7,7 @@ mod availability;
 mod deploy;
 mod helpers;
 mod input;
+mod keys;
 mod limits;
 mod projects;
 mod sandbox;

@@ -1,0 +1,381 @@
+//! Personal API keys: `acr_` followed by 32 random bytes (base64url). Only a SHA-256 of the key and
+//! a short display prefix are stored; lookup is by prefix and the hash comparison is constant-time.
+//! Every request made with a key reads its row, so revocation and expiry take effect on the next
+//! request on every gateway replica that shares the database.
+
+use std::collections::BTreeSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::http::Method;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use service_runtime::db::Database;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+
+use crate::auth::{AuthError, AuthMethod, Caller};
+use crate::limits::RouteGroup;
+
+/// Every key starts with this, so leaked keys are easy to recognise (and to scan for).
+pub const KEY_PREFIX: &str = "acr_";
+/// Random characters kept after `acr_` as the key's visible, non-secret prefix.
+const DISPLAY_CHARS: usize = 8;
+/// Length of the random part: 32 bytes in unpadded base64url.
+const SECRET_CHARS: usize = 43;
+/// How often `last_used_at` is written at most, per key.
+const LAST_USED_RESOLUTION_MS: i64 = 60_000;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// What a key may do.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Read projects, files, deployments and usage.
+    Read,
+    /// Read and change projects and files (implies `read`).
+    Write,
+    /// Call the AI operations.
+    Ai,
+    /// Run code in the sandbox.
+    Sandbox,
+    /// Create, cancel and roll back deployments.
+    Deploy,
+}
+
+impl Scope {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Ai => "ai",
+            Self::Sandbox => "sandbox",
+            Self::Deploy => "deploy",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "read" => Self::Read,
+            "write" => Self::Write,
+            "ai" => Self::Ai,
+            "sandbox" => Self::Sandbox,
+            "deploy" => Self::Deploy,
+            _ => return None,
+        })
+    }
+}
+
+/// A set of scopes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scopes(BTreeSet<Scope>);
+
+impl Scopes {
+    /// Everything: what a session token may do, and a key created without `scopes`.
+    pub fn full() -> Self {
+        Self(
+            [Scope::Write, Scope::Ai, Scope::Sandbox, Scope::Deploy]
+                .into_iter()
+                .collect(),
+        )
+    }
+
+    /// The given scopes.
+    pub fn of(scopes: impl IntoIterator<Item = Scope>) -> Self {
+        Self(scopes.into_iter().collect())
+    }
+
+    /// The scopes as a list, `write` implying `read`.
+    pub fn list(&self) -> Vec<Scope> {
+        let mut all = self.0.clone();
+        if all.contains(&Scope::Write) {
+            all.insert(Scope::Read);
+        }
+        all.into_iter().collect()
+    }
+
+    fn has(&self, scope: Scope) -> bool {
+        self.0.contains(&scope) || (scope == Scope::Read && self.0.contains(&Scope::Write))
+    }
+
+    /// Checks that a request of `group` with `method` is allowed; the error names the scope needed.
+    pub fn permit(&self, group: RouteGroup, method: &Method) -> Result<(), Scope> {
+        let reading = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let needed = match group {
+            RouteGroup::Auth => return Ok(()),
+            RouteGroup::Api if reading => Scope::Read,
+            RouteGroup::Api => Scope::Write,
+            RouteGroup::Ai => Scope::Ai,
+            RouteGroup::Sandbox => Scope::Sandbox,
+            RouteGroup::Deploy if reading => Scope::Read,
+            RouteGroup::Deploy => Scope::Deploy,
+        };
+        let read_alternative = reading
+            && matches!(group, RouteGroup::Ai | RouteGroup::Sandbox)
+            && self.has(Scope::Read);
+        if self.has(needed) || read_alternative {
+            Ok(())
+        } else {
+            Err(needed)
+        }
+    }
+
+    fn to_text(&self) -> String {
+        self.0
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn from_text(text: &str) -> Self {
+        Self(text.split(',').filter_map(Scope::parse).collect())
+    }
+}
+
+/// A stored key, without its secret.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    /// Key id (for revocation).
+    pub id: String,
+    /// The name its owner gave it.
+    pub name: String,
+    /// The first characters of the key, to recognise it; not a secret.
+    pub prefix: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// RFC 3339 time of creation.
+    pub created_at: String,
+    /// RFC 3339 time of the last use (to the minute), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
+    /// RFC 3339 expiry, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// The gateway's key table.
+#[derive(Debug, Clone)]
+pub struct ApiKeyStore {
+    db: Database,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+impl ApiKeyStore {
+    /// Connects and runs the gateway's migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let db = Database::connect(url, max_connections).await?;
+        db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
+        Ok(Self { db })
+    }
+
+    /// Creates a key for `user_id` and returns it with its secret, which is not kept.
+    pub async fn create(
+        &self,
+        user_id: &str,
+        name: &str,
+        scopes: &Scopes,
+        expires_in_days: Option<u32>,
+    ) -> anyhow::Result<(ApiKey, String)> {
+        let secret = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        let key = format!("{KEY_PREFIX}{secret}");
+        let prefix = key[..KEY_PREFIX.len() + DISPLAY_CHARS].to_string();
+        let id = uuid::Uuid::now_v7().to_string();
+        let created = now_ms();
+        let expires = expires_in_days.map(|d| created + i64::from(d) * 86_400_000);
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, name, prefix, secret_hash, scopes, created_at_ms, expires_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&id)
+        .bind(user_id)
+        .bind(name)
+        .bind(&prefix)
+        .bind(hash(&key))
+        .bind(scopes.to_text())
+        .bind(created)
+        .bind(expires)
+        .execute(&self.db.pool)
+        .await?;
+        let record = ApiKey {
+            id,
+            name: name.to_string(),
+            prefix,
+            scopes: scopes.list(),
+            created_at: crate::routes::timestamp(created),
+            last_used_at: None,
+            expires_at: expires.map(crate::routes::timestamp),
+        };
+        Ok((record, key))
+    }
+
+    /// How many live (unrevoked) keys `user_id` has.
+    pub async fn count(&self, user_id: &str) -> anyhow::Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM api_keys WHERE user_id = $1 AND revoked_at_ms IS NULL",
+        )
+        .bind(user_id)
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// The live keys of `user_id`, oldest first, without secrets.
+    pub async fn list(&self, user_id: &str) -> anyhow::Result<Vec<ApiKey>> {
+        let rows = sqlx::query(
+            "SELECT id, name, prefix, scopes, created_at_ms, last_used_at_ms, expires_at_ms \
+             FROM api_keys WHERE user_id = $1 AND revoked_at_ms IS NULL ORDER BY created_at_ms, id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApiKey {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    prefix: row.try_get("prefix")?,
+                    scopes: Scopes::from_text(&row.try_get::<String, _>("scopes")?).list(),
+                    created_at: crate::routes::timestamp(row.try_get("created_at_ms")?),
+                    last_used_at: row
+                        .try_get::<Option<i64>, _>("last_used_at_ms")?
+                        .map(crate::routes::timestamp),
+                    expires_at: row
+                        .try_get::<Option<i64>, _>("expires_at_ms")?
+                        .map(crate::routes::timestamp),
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes key `id` of `user_id`; false when there is no such live key of that user.
+    pub async fn revoke(&self, user_id: &str, id: &str) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at_ms = $1 WHERE id = $2 AND user_id = $3 AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .bind(user_id)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Verifies a presented key and returns its caller.
+    pub async fn authenticate(&self, key: &str) -> Result<Caller, AuthError> {
+        let well_formed = key.len() == KEY_PREFIX.len() + SECRET_CHARS
+            && key.starts_with(KEY_PREFIX)
+            && key[KEY_PREFIX.len()..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !well_formed {
+            return Err(AuthError::KeyInvalid);
+        }
+        let prefix = &key[..KEY_PREFIX.len() + DISPLAY_CHARS];
+        let rows = sqlx::query(
+            "SELECT id, user_id, secret_hash, scopes, expires_at_ms, last_used_at_ms \
+             FROM api_keys WHERE prefix = $1 AND revoked_at_ms IS NULL",
+        )
+        .bind(prefix)
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "API key lookup failed");
+            AuthError::KeyStoreUnavailable
+        })?;
+        let presented = hash(key);
+        let row = rows
+            .iter()
+            .find(|row| {
+                row.try_get::<String, _>("secret_hash")
+                    .is_ok_and(|stored| bool::from(stored.as_bytes().ct_eq(presented.as_bytes())))
+            })
+            .ok_or(AuthError::KeyInvalid)?;
+        let read = |e: sqlx::Error| {
+            tracing::error!(error = %e, "API key row unreadable");
+            AuthError::KeyStoreUnavailable
+        };
+        let now = now_ms();
+        if row
+            .try_get::<Option<i64>, _>("expires_at_ms")
+            .map_err(read)?
+            .is_some_and(|expires| now >= expires)
+        {
+            return Err(AuthError::KeyExpired);
+        }
+        let id: String = row.try_get("id").map_err(read)?;
+        let last_used: Option<i64> = row.try_get("last_used_at_ms").map_err(read)?;
+        if last_used.is_none_or(|t| now - t >= LAST_USED_RESOLUTION_MS) {
+            // Off the request path: a slow write must not slow the request down.
+            let pool = self.db.pool.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let _ = sqlx::query("UPDATE api_keys SET last_used_at_ms = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&pool)
+                    .await;
+            });
+        }
+        Ok(Caller {
+            user_id: row.try_get("user_id").map_err(read)?,
+            method: AuthMethod::ApiKey {
+                id,
+                scopes: Scopes::from_text(&row.try_get::<String, _>("scopes").map_err(read)?),
+            },
+        })
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        self.db.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_gate_groups_and_methods() {
+        let read = Scopes::of([Scope::Read]);
+        assert!(read.permit(RouteGroup::Api, &Method::GET).is_ok());
+        assert_eq!(
+            read.permit(RouteGroup::Api, &Method::POST),
+            Err(Scope::Write)
+        );
+        assert_eq!(read.permit(RouteGroup::Ai, &Method::POST), Err(Scope::Ai));
+        assert!(read.permit(RouteGroup::Ai, &Method::GET).is_ok());
+        assert_eq!(
+            read.permit(RouteGroup::Deploy, &Method::POST),
+            Err(Scope::Deploy)
+        );
+        let full = Scopes::full();
+        for group in RouteGroup::ALL {
+            for method in [Method::GET, Method::POST, Method::DELETE] {
+                assert!(full.permit(group, &method).is_ok());
+            }
+        }
+        let no_ai = Scopes::of([Scope::Write, Scope::Sandbox]);
+        assert_eq!(no_ai.permit(RouteGroup::Ai, &Method::POST), Err(Scope::Ai));
+        assert!(no_ai.permit(RouteGroup::Api, &Method::PATCH).is_ok());
+        assert_eq!(Scopes::from_text(&full.to_text()), full);
+        assert_eq!(full.list().first(), Some(&Scope::Read));
+    }
+}
