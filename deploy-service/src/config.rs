@@ -1,0 +1,318 @@
+//! Configuration of deploy-service, read once from the environment.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use service_runtime::config::{ConfigError, listen_addr, optional, parse_or};
+
+/// Default Vercel REST API.
+pub const DEFAULT_VERCEL_API_URL: &str = "https://api.vercel.com";
+/// Default Netlify REST API.
+pub const DEFAULT_NETLIFY_API_URL: &str = "https://api.netlify.com/api/v1";
+/// Default Railway public GraphQL API.
+pub const DEFAULT_RAILWAY_API_URL: &str = "https://backboard.railway.com/graphql/v2";
+
+/// Vercel credentials and endpoint.
+#[derive(Clone)]
+pub struct VercelConfig {
+    /// Base URL (`VERCEL_API_URL`).
+    pub api_url: String,
+    /// Access token (`VERCEL_TOKEN`); deploys to Vercel are refused while it is unset.
+    pub token: Option<SecretString>,
+    /// Team to act for (`VERCEL_TEAM_ID`), sent as `?teamId=` on every call.
+    pub team_id: Option<String>,
+}
+
+/// Netlify credentials and endpoint.
+#[derive(Clone)]
+pub struct NetlifyConfig {
+    /// Base URL including `/api/v1` (`NETLIFY_API_URL`).
+    pub api_url: String,
+    /// Personal access token (`NETLIFY_AUTH_TOKEN`).
+    pub token: Option<SecretString>,
+}
+
+/// Railway credentials, endpoint and the service that deployments go to.
+#[derive(Clone)]
+pub struct RailwayConfig {
+    /// GraphQL endpoint (`RAILWAY_API_URL`).
+    pub api_url: String,
+    /// Project access token (`RAILWAY_TOKEN`, sent as `Project-Access-Token` as Railway's CLI
+    /// does).
+    pub token: Option<SecretString>,
+    /// Account or team token (`RAILWAY_API_TOKEN`, sent as `Authorization: Bearer`); used when
+    /// `RAILWAY_TOKEN` is unset. Railway refuses requests that carry both.
+    pub api_token: Option<SecretString>,
+    /// Project holding the service (`RAILWAY_PROJECT_ID`), needed to set variables.
+    pub project_id: Option<String>,
+    /// Environment to deploy in (`RAILWAY_ENVIRONMENT_ID`).
+    pub environment_id: Option<String>,
+    /// Service to deploy (`RAILWAY_SERVICE_ID`).
+    pub service_id: Option<String>,
+}
+
+/// How provider calls are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts per call, the first included (`DEPLOY_PROVIDER_ATTEMPTS`, default 4).
+    pub attempts: u32,
+    /// First back-off, doubled per attempt with jitter (`DEPLOY_PROVIDER_BACKOFF_MS`, 500).
+    pub initial_backoff: Duration,
+    /// Longest back-off between attempts (8 s).
+    pub max_backoff: Duration,
+    /// Longest wait honoured for a rate limit's reset before giving up on the call (60 s).
+    pub max_rate_limit_wait: Duration,
+    /// Timeout of one HTTP request (`DEPLOY_PROVIDER_TIMEOUT_SECS`, default 60).
+    pub request_timeout: Duration,
+}
+
+/// How the background poller follows deployments.
+#[derive(Debug, Clone, Copy)]
+pub struct PollerConfig {
+    /// How often the poller looks for due deployments when nothing wakes it (250 ms).
+    pub tick: Duration,
+    /// First interval between two status reads of one deployment (`DEPLOY_POLL_MIN_MS`, 1000).
+    pub min_interval: Duration,
+    /// Longest interval between two status reads, reached by backing off (`DEPLOY_POLL_MAX_MS`,
+    /// 15000).
+    pub max_interval: Duration,
+    /// How long a claimed deployment stays leased to this replica (`DEPLOY_LEASE_SECS`, 60);
+    /// another replica takes over a deployment whose lease has run out.
+    pub lease: Duration,
+    /// Deployments worked on at once by this replica (`DEPLOY_MAX_ACTIVE`, 2000).
+    pub max_concurrent: usize,
+    /// Attempts at a step that fails for a transient reason (project-service down) before the
+    /// deployment is marked `error` (10).
+    pub step_attempts: i64,
+}
+
+/// Configuration of deploy-service.
+#[derive(Clone)]
+pub struct Config {
+    /// Where to listen (`DEPLOY_LISTEN_ADDR`, default `0.0.0.0:50052`).
+    pub listen_addr: SocketAddr,
+    /// `sqlite://…` or `postgres://…` (`DATABASE_URL`, default SQLite file `deploy.db` under
+    /// `DATA_DIR`, itself defaulting to `./data`). May hold a password, so `Debug` hides it.
+    pub database_url: String,
+    /// Connection pool size (`DEPLOY_DB_MAX_CONNECTIONS`, default 10).
+    pub db_max_connections: u32,
+    /// project-service, where the files come from (`PROJECT_SERVICE_URL`, default
+    /// `http://127.0.0.1:50053`).
+    pub project_service_url: String,
+    /// Vercel.
+    pub vercel: VercelConfig,
+    /// Netlify.
+    pub netlify: NetlifyConfig,
+    /// Railway.
+    pub railway: RailwayConfig,
+    /// Retries of provider calls.
+    pub retry: RetryPolicy,
+    /// The poller.
+    pub poller: PollerConfig,
+    /// Name of this replica in row leases (`DEPLOY_REPLICA_ID`, default host name plus a random
+    /// suffix, so restarts never inherit a dead replica's leases by accident).
+    pub replica_id: String,
+}
+
+impl Config {
+    /// Reads the configuration from the environment; a malformed value names its variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let database_url = match optional("DATABASE_URL") {
+            Some(url) => url,
+            None => {
+                let data_dir = optional("DATA_DIR").unwrap_or_else(|| "./data".to_string());
+                service_runtime::db::sqlite_url(&PathBuf::from(data_dir), "deploy.db")
+            }
+        };
+        let mut config = Self::with_database_url(database_url);
+        config.listen_addr = listen_addr("DEPLOY_LISTEN_ADDR", 50052)?;
+        config.db_max_connections = parse_or("DEPLOY_DB_MAX_CONNECTIONS", 10)?;
+        config.project_service_url = url_var("PROJECT_SERVICE_URL", "http://127.0.0.1:50053")?;
+        config.vercel = VercelConfig {
+            api_url: url_var("VERCEL_API_URL", DEFAULT_VERCEL_API_URL)?,
+            token: secret("VERCEL_TOKEN"),
+            team_id: optional("VERCEL_TEAM_ID"),
+        };
+        config.netlify = NetlifyConfig {
+            api_url: url_var("NETLIFY_API_URL", DEFAULT_NETLIFY_API_URL)?,
+            token: secret("NETLIFY_AUTH_TOKEN"),
+        };
+        config.railway = RailwayConfig {
+            api_url: url_var("RAILWAY_API_URL", DEFAULT_RAILWAY_API_URL)?,
+            token: secret("RAILWAY_TOKEN"),
+            api_token: secret("RAILWAY_API_TOKEN"),
+            project_id: optional("RAILWAY_PROJECT_ID"),
+            environment_id: optional("RAILWAY_ENVIRONMENT_ID"),
+            service_id: optional("RAILWAY_SERVICE_ID"),
+        };
+        config.retry.attempts = at_least_one("DEPLOY_PROVIDER_ATTEMPTS", 4)?;
+        config.retry.initial_backoff =
+            Duration::from_millis(parse_or("DEPLOY_PROVIDER_BACKOFF_MS", 500)?);
+        config.retry.request_timeout =
+            Duration::from_secs(at_least_one("DEPLOY_PROVIDER_TIMEOUT_SECS", 60)?.into());
+        config.poller.min_interval =
+            Duration::from_millis(at_least_one("DEPLOY_POLL_MIN_MS", 1000)?.into());
+        config.poller.max_interval =
+            Duration::from_millis(at_least_one("DEPLOY_POLL_MAX_MS", 15_000)?.into());
+        config.poller.lease = Duration::from_secs(at_least_one("DEPLOY_LEASE_SECS", 60)?.into());
+        config.poller.max_concurrent = at_least_one("DEPLOY_MAX_ACTIVE", 2000)? as usize;
+        if let Some(id) = optional("DEPLOY_REPLICA_ID") {
+            config.replica_id = id;
+        }
+        Ok(config)
+    }
+
+    /// Defaults for everything but the database, with no provider credentials, without reading
+    /// the environment; tests and the all-in-one binary start from this and set what they need.
+    pub fn with_database_url(database_url: String) -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 50052)),
+            database_url,
+            db_max_connections: 10,
+            project_service_url: "http://127.0.0.1:50053".to_string(),
+            vercel: VercelConfig {
+                api_url: DEFAULT_VERCEL_API_URL.to_string(),
+                token: None,
+                team_id: None,
+            },
+            netlify: NetlifyConfig {
+                api_url: DEFAULT_NETLIFY_API_URL.to_string(),
+                token: None,
+            },
+            railway: RailwayConfig {
+                api_url: DEFAULT_RAILWAY_API_URL.to_string(),
+                token: None,
+                api_token: None,
+                project_id: None,
+                environment_id: None,
+                service_id: None,
+            },
+            retry: RetryPolicy {
+                attempts: 4,
+                initial_backoff: Duration::from_millis(500),
+                max_backoff: Duration::from_secs(8),
+                max_rate_limit_wait: Duration::from_secs(60),
+                request_timeout: Duration::from_secs(60),
+            },
+            poller: PollerConfig {
+                tick: Duration::from_millis(250),
+                min_interval: Duration::from_secs(1),
+                max_interval: Duration::from_secs(15),
+                lease: Duration::from_secs(60),
+                max_concurrent: 2000,
+                step_attempts: 10,
+            },
+            replica_id: default_replica_id(),
+        }
+    }
+}
+
+/// A secret variable; blank counts as unset.
+fn secret(name: &str) -> Option<SecretString> {
+    optional(name).map(SecretString::from)
+}
+
+fn url_var(name: &str, default: &str) -> Result<String, ConfigError> {
+    let value = optional(name).unwrap_or_else(|| default.to_string());
+    let parsed = reqwest::Url::parse(&value)
+        .map_err(|e| ConfigError::new(name, format!("not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ConfigError::new(name, "must be an http:// or https:// URL"));
+    }
+    Ok(value.trim_end_matches('/').to_string())
+}
+
+fn at_least_one(name: &str, default: u32) -> Result<u32, ConfigError> {
+    let value: u32 = parse_or(name, default)?;
+    if value == 0 {
+        return Err(ConfigError::new(name, "must be at least 1"));
+    }
+    Ok(value)
+}
+
+fn default_replica_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "deploy".to_string());
+    format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// `set` or `unset`, never the value.
+fn shown(secret: &Option<SecretString>) -> &'static str {
+    if secret.is_some() { "set" } else { "unset" }
+}
+
+impl fmt::Debug for VercelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VercelConfig")
+            .field("api_url", &self.api_url)
+            .field("token", &shown(&self.token))
+            .field("team_id", &self.team_id)
+            .finish()
+    }
+}
+
+impl fmt::Debug for NetlifyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetlifyConfig")
+            .field("api_url", &self.api_url)
+            .field("token", &shown(&self.token))
+            .finish()
+    }
+}
+
+impl fmt::Debug for RailwayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RailwayConfig")
+            .field("api_url", &self.api_url)
+            .field("token", &shown(&self.token))
+            .field("api_token", &shown(&self.api_token))
+            .field("project_id", &self.project_id)
+            .field("environment_id", &self.environment_id)
+            .field("service_id", &self.service_id)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Only the scheme of the database URL: the rest may carry credentials.
+        let scheme = self.database_url.split(':').next().unwrap_or_default();
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("database_url", &format_args!("{scheme}://<redacted>"))
+            .field("db_max_connections", &self.db_max_connections)
+            .field("project_service_url", &self.project_service_url)
+            .field("vercel", &self.vercel)
+            .field("netlify", &self.netlify)
+            .field("railway", &self.railway)
+            .field("retry", &self.retry)
+            .field("poller", &self.poller)
+            .field("replica_id", &self.replica_id)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_tokens_and_database_credentials() {
+        let mut config = Config::with_database_url("postgres://u:hunter2@db/x".to_string());
+        config.vercel.token = Some(SecretString::from("vercel-secret-token"));
+        config.netlify.token = Some(SecretString::from("netlify-secret-token"));
+        config.railway.token = Some(SecretString::from("railway-secret-token"));
+        let shown = format!("{config:?}");
+        for secret in [
+            "hunter2",
+            "vercel-secret",
+            "netlify-secret",
+            "railway-secret",
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("token: \"set\""), "{shown}");
+    }
+}

@@ -1,0 +1,569 @@
+//! `DeployEngine`: the domain operations on deployments and the background poller that drives
+//! each active deployment to a final state.
+//!
+//! The poller claims due deployments with a row lease (so with several replicas exactly one
+//! works on a deployment at a time), does one step — send it to the provider, or read its
+//! state —, commits the resulting change, and schedules the next look with back-off. Since all
+//! of that lives in the table, a restarted process resumes where the last one stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, broadcast, watch};
+use tokio::task::JoinSet;
+
+use crate::config::PollerConfig;
+use crate::error::{Error, Result};
+use crate::model::{EnvVars, Provider, State};
+use crate::projects::ProjectFiles;
+use crate::providers::{
+    DeployFile, ProviderError, Providers, RemoteState, Submitted, VercelClient,
+};
+use crate::store::{Change, DeploymentRecord, DeploymentStore, NewDeployment, now_ms};
+
+/// How many deployments one claim takes at most.
+const CLAIM_BATCH: usize = 256;
+/// How long shutdown waits for steps in flight before abandoning them (their leases are given
+/// back either way, and an abandoned step is redone after restart).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Deployments: the store, the provider clients, project-service, and the poller.
+#[derive(Debug)]
+pub struct DeployEngine {
+    store: DeploymentStore,
+    providers: Providers,
+    projects: ProjectFiles,
+    poller: PollerConfig,
+    replica: String,
+    wake: Notify,
+    changes: broadcast::Sender<String>,
+}
+
+/// What a step decided about the next look at a deployment.
+enum Next {
+    /// Final (or no longer ours to follow).
+    Done,
+    /// Still in progress at the provider: read again after the poll interval.
+    Poll,
+    /// Failed for a reason that may pass (project-service down): try again with back-off.
+    Retry(String),
+}
+
+/// Why a step could not go on.
+enum StepFailure {
+    /// The deployment fails with this text.
+    Fail(String),
+    /// Try again later; the text becomes the error if it keeps happening.
+    Retry(String),
+    /// Unexpected (database); logged and retried.
+    Internal(Error),
+}
+
+impl From<Error> for StepFailure {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Provider(e) => Self::Fail(e.to_string()),
+            Error::ProjectNotFound => {
+                Self::Fail("the project no longer exists or is not yours".to_string())
+            }
+            Error::ProjectServiceUnavailable(reason) => {
+                Self::Retry(format!("cannot read the project files: {reason}"))
+            }
+            other => Self::Internal(other),
+        }
+    }
+}
+
+impl From<ProviderError> for StepFailure {
+    fn from(error: ProviderError) -> Self {
+        Self::Fail(error.to_string())
+    }
+}
+
+impl DeployEngine {
+    /// An engine; call [`DeployEngine::run_poller`] to start following deployments.
+    pub fn new(
+        store: DeploymentStore,
+        providers: Providers,
+        projects: ProjectFiles,
+        poller: PollerConfig,
+        replica: String,
+    ) -> Self {
+        let (changes, _) = broadcast::channel(4096);
+        Self {
+            store,
+            providers,
+            projects,
+            poller,
+            replica,
+            wake: Notify::new(),
+            changes,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &DeploymentStore {
+        &self.store
+    }
+
+    /// The provider clients.
+    pub fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
+    /// project-service.
+    pub fn projects(&self) -> &ProjectFiles {
+        &self.projects
+    }
+
+    /// Ids of deployments whose events changed in this process (after commit).
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+
+    /// Records a new deployment; wakes the poller when one was created.
+    pub async fn create(&self, new: NewDeployment) -> Result<(DeploymentRecord, bool)> {
+        let (record, created) = self.store.insert(new).await?;
+        if created {
+            self.changed(&record.id);
+            self.wake.notify_one();
+        }
+        Ok((record, created))
+    }
+
+    fn changed(&self, id: &str) {
+        // No receiver is fine: nobody is watching.
+        let _ = self.changes.send(id.to_string());
+    }
+
+    async fn transition(&self, id: &str, from: State, to: State, change: Change) -> Result<bool> {
+        let moved = self.store.transition(id, from, to, change).await?;
+        if moved {
+            self.changed(id);
+        }
+        Ok(moved)
+    }
+
+    /// Cancels the owner's deployment `id`: at the provider when it has it, then in the table.
+    pub async fn cancel(&self, owner: &str, id: &str) -> Result<DeploymentRecord> {
+        // The poller may move the deployment between our read and our update; each conditional
+        // update that loses that race re-reads and decides again.
+        for _ in 0..5 {
+            let record = self
+                .store
+                .get(owner, id)
+                .await?
+                .ok_or(Error::DeploymentNotFound)?;
+            let moved = match record.state {
+                state if state.is_final() => return Err(Error::AlreadyFinal { state }),
+                State::Building => {
+                    let provider_id = record.provider_deployment_id.clone().unwrap_or_default();
+                    self.providers.cancel(record.provider, &provider_id).await?;
+                    let message = format!("canceled; {} confirmed the cancel", record.provider);
+                    self.transition(
+                        id,
+                        State::Building,
+                        State::Canceled,
+                        Change::message(message),
+                    )
+                    .await?
+                }
+                // The poller sees the change when it is done uploading and cancels at the
+                // provider whatever it created.
+                state => {
+                    let change = Change::message("canceled before the provider started building");
+                    self.transition(id, state, State::Canceled, change).await?
+                }
+            };
+            if moved {
+                break;
+            }
+        }
+        self.store
+            .get(owner, id)
+            .await?
+            .ok_or(Error::DeploymentNotFound)
+    }
+
+    /// Queues a rollback to the last ready deployment before the owner's deployment `id`.
+    pub async fn rollback(&self, owner: &str, id: &str) -> Result<DeploymentRecord> {
+        let record = self
+            .store
+            .get(owner, id)
+            .await?
+            .ok_or(Error::DeploymentNotFound)?;
+        self.providers.check(record.provider, &EnvVars::default())?;
+        let previous =
+            self.store
+                .previous_ready(&record)
+                .await?
+                .ok_or(Error::NothingToRollBack {
+                    provider: record.provider,
+                })?;
+        let (created, _) = self
+            .create(NewDeployment {
+                owner_id: owner.to_string(),
+                project_id: record.project_id.clone(),
+                provider: record.provider,
+                target: previous.target,
+                env: EnvVars::default(),
+                idempotency_key: None,
+                request_digest: String::new(),
+                rollback_of: Some(previous.id.clone()),
+                provider_site_id: previous.provider_site_id.clone(),
+                message: format!("rollback to deployment {} queued", previous.id),
+            })
+            .await?;
+        Ok(created)
+    }
+
+    /// Follows due deployments until `shutdown` turns true, then gives back every lease.
+    pub async fn run_poller(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.poller.max_concurrent));
+        let mut steps = JoinSet::new();
+        tracing::info!(replica = %self.replica, "deployment poller started");
+        while !*shutdown.borrow() {
+            while steps.try_join_next().is_some() {}
+            let free = slots.available_permits().min(CLAIM_BATCH);
+            let mut more = false;
+            if free > 0 {
+                let lease_until = now_ms() + self.poller.lease.as_millis() as i64;
+                match self
+                    .store
+                    .claim_due(&self.replica, lease_until, free as i64)
+                    .await
+                {
+                    Ok(claimed) => {
+                        more = claimed.len() == free;
+                        for record in claimed {
+                            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                                break;
+                            };
+                            let engine = self.clone();
+                            steps.spawn(async move {
+                                engine.step(record).await;
+                                drop(slot);
+                            });
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot claim deployments"),
+                }
+            }
+            if more {
+                continue;
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.poller.tick) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while steps.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            steps.abort_all();
+        }
+        match self.store.release_all(&self.replica).await {
+            Ok(n) => tracing::info!(released = n, "deployment poller stopped"),
+            Err(e) => tracing::error!(error = %e, "cannot release leases at shutdown"),
+        }
+    }
+
+    /// One look at a claimed deployment, then its lease goes back with the next look scheduled.
+    async fn step(&self, record: DeploymentRecord) {
+        let mut polls = record.polls;
+        let mut failures = record.failures;
+        let next = match record.state {
+            State::Queued | State::Uploading => self.start(&record).await,
+            State::Building => {
+                polls += 1;
+                self.poll(&record).await
+            }
+            State::Ready | State::Error | State::Canceled => Ok(Next::Done),
+        };
+        let delay = match next {
+            Ok(Next::Done) => Duration::ZERO,
+            Ok(Next::Poll) => {
+                failures = 0;
+                self.poll_interval(polls)
+            }
+            Ok(Next::Retry(reason)) => {
+                failures += 1;
+                if failures >= self.poller.step_attempts {
+                    self.give_up(&record.id, reason).await;
+                }
+                self.retry_delay(failures)
+            }
+            Err(e) => {
+                tracing::error!(id = %record.id, error = format!("{e:#}"), "deployment step failed");
+                failures += 1;
+                self.retry_delay(failures)
+            }
+        };
+        let next_at = now_ms() + delay.as_millis() as i64;
+        if let Err(e) = self
+            .store
+            .release(&record.id, &self.replica, next_at, polls, failures)
+            .await
+        {
+            tracing::error!(id = %record.id, error = %e, "cannot release lease");
+        }
+    }
+
+    /// Marks a deployment that kept failing for a transient reason as `error`, from whatever
+    /// active state the step left it in.
+    async fn give_up(&self, id: &str, reason: String) {
+        let result = async {
+            let Some(current) = self.store.get_any(id).await? else {
+                return Ok(false);
+            };
+            if current.state.is_final() {
+                return Ok(false);
+            }
+            let change = Change {
+                error: Some(reason.clone()),
+                ..Change::message(reason)
+            };
+            self.transition(id, current.state, State::Error, change)
+                .await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(id, error = %e, "cannot record failure");
+        }
+    }
+
+    /// `min × 1.5^polls`, capped: quick first looks, then patience for long builds.
+    fn poll_interval(&self, polls: i64) -> Duration {
+        let factor = 1.5f64.powi(polls.clamp(0, 30) as i32 - 1).max(1.0);
+        self.poller
+            .min_interval
+            .mul_f64(factor)
+            .min(self.poller.max_interval)
+    }
+
+    fn retry_delay(&self, failures: i64) -> Duration {
+        self.poller
+            .min_interval
+            .saturating_mul(1u32 << failures.clamp(0, 10))
+            .min(self.poller.max_interval)
+    }
+
+    /// Sends a queued (or interrupted) deployment to its provider, then reads its state once.
+    async fn start(&self, record: &DeploymentRecord) -> Result<Next> {
+        let id = record.id.as_str();
+        if record.state == State::Queued {
+            let message = match &record.rollback_of {
+                Some(previous) => format!("rolling back to deployment {previous}"),
+                None => format!("sending the project to {}", record.provider),
+            };
+            let change = Change::message(message);
+            if !self
+                .transition(id, State::Queued, State::Uploading, change)
+                .await?
+            {
+                return Ok(Next::Done);
+            }
+        }
+        let submitted = match self.submit(record).await {
+            Ok(submitted) => submitted,
+            Err(StepFailure::Fail(reason)) => {
+                let change = Change {
+                    error: Some(reason.clone()),
+                    ..Change::message(reason)
+                };
+                self.transition(id, State::Uploading, State::Error, change)
+                    .await?;
+                return Ok(Next::Done);
+            }
+            Err(StepFailure::Retry(reason)) => return Ok(Next::Retry(reason)),
+            Err(StepFailure::Internal(e)) => return Err(e),
+        };
+        let change = Change {
+            provider_deployment_id: Some(submitted.deployment_id.clone()),
+            provider_site_id: submitted.site_id.clone(),
+            url: submitted.url.clone(),
+            clear_env: true,
+            ..Change::message(format!(
+                "{} accepted deployment {}",
+                record.provider, submitted.deployment_id
+            ))
+        };
+        if !self
+            .transition(id, State::Uploading, State::Building, change)
+            .await?
+        {
+            // Canceled while we were uploading: stop whatever the provider started.
+            if let Err(e) = self
+                .providers
+                .cancel(record.provider, &submitted.deployment_id)
+                .await
+            {
+                tracing::warn!(id, error = %e, "cannot cancel at the provider after a cancel");
+            }
+            return Ok(Next::Done);
+        }
+        // Read the state at once: a provider that finishes instantly needs no second look.
+        match self.store.get_any(id).await? {
+            Some(record) => self.poll(&record).await,
+            None => Ok(Next::Done),
+        }
+    }
+
+    /// Does the provider's part of sending a deployment (or a rollback).
+    async fn submit(&self, record: &DeploymentRecord) -> Result<Submitted, StepFailure> {
+        if let Some(previous_id) = &record.rollback_of {
+            let previous = self
+                .store
+                .get_any(previous_id)
+                .await?
+                .ok_or_else(|| StepFailure::Fail("the deployment to restore is gone".into()))?;
+            let provider_id = previous.provider_deployment_id.as_deref().ok_or_else(|| {
+                StepFailure::Fail("the deployment to restore has no provider id".into())
+            })?;
+            return Ok(self
+                .providers
+                .rollback(
+                    record.provider,
+                    previous.provider_site_id.as_deref(),
+                    provider_id,
+                    record.target,
+                )
+                .await?);
+        }
+        match record.provider {
+            Provider::Vercel => {
+                let files = self.files(record).await?;
+                let vercel = self.providers.vercel()?;
+                let name = VercelClient::project_name(&record.project_id);
+                if !record.env.is_empty() {
+                    vercel.set_env(&name, &record.env).await?;
+                }
+                Ok(vercel.deploy(&name, record.target, &files).await?)
+            }
+            Provider::Netlify => {
+                let files = self.files(record).await?;
+                let netlify = self.providers.netlify()?;
+                let known = match &record.provider_site_id {
+                    Some(site) => Some(site.clone()),
+                    None => {
+                        self.store
+                            .latest_site(&record.owner_id, &record.project_id, Provider::Netlify)
+                            .await?
+                    }
+                };
+                let site = match known {
+                    Some(site) => site,
+                    None => netlify.create_site().await?,
+                };
+                // Kept before deploying so a retry after a crash reuses the site.
+                self.store.set_site(&record.id, &site).await?;
+                Ok(netlify.deploy(&site, record.target, &files).await?)
+            }
+            Provider::Railway => {
+                let railway = self.providers.railway()?;
+                if !record.env.is_empty() {
+                    railway.set_variables(&record.env).await?;
+                }
+                Ok(railway.deploy().await?)
+            }
+        }
+    }
+
+    async fn files(&self, record: &DeploymentRecord) -> Result<Vec<DeployFile>, StepFailure> {
+        let files = self
+            .projects
+            .files(&record.owner_id, &record.project_id)
+            .await?;
+        if files.is_empty() {
+            return Err(StepFailure::Fail(
+                "the project has no files to deploy".to_string(),
+            ));
+        }
+        Ok(files)
+    }
+
+    /// Reads the provider's state of a building deployment and records what changed.
+    async fn poll(&self, record: &DeploymentRecord) -> Result<Next> {
+        let id = record.id.as_str();
+        let Some(provider_id) = record.provider_deployment_id.as_deref() else {
+            let reason = "no provider deployment id was recorded".to_string();
+            let change = Change {
+                error: Some(reason.clone()),
+                ..Change::message(reason)
+            };
+            self.transition(id, State::Building, State::Error, change)
+                .await?;
+            return Ok(Next::Done);
+        };
+        let status = match self.providers.status(record.provider, provider_id).await {
+            Ok(status) => status,
+            Err(e) if e.is_transient() => return Ok(Next::Retry(e.to_string())),
+            Err(e) => {
+                let change = Change {
+                    error: Some(e.to_string()),
+                    ..Change::message(e.to_string())
+                };
+                self.transition(id, State::Building, State::Error, change)
+                    .await?;
+                return Ok(Next::Done);
+            }
+        };
+        let provider = record.provider;
+        let (to, change) = match status.state {
+            RemoteState::InProgress(raw) => {
+                if record.provider_state.as_deref() != Some(raw.as_str())
+                    && self
+                        .store
+                        .progress(
+                            id,
+                            State::Building,
+                            &raw,
+                            status.url.as_deref(),
+                            &format!("{provider}: {raw}"),
+                        )
+                        .await?
+                {
+                    self.changed(id);
+                }
+                return Ok(Next::Poll);
+            }
+            RemoteState::Ready => {
+                let url = status.url.clone().or_else(|| record.url.clone());
+                let message = match &url {
+                    Some(url) => format!("live at {url}"),
+                    None => "live".to_string(),
+                };
+                (
+                    State::Ready,
+                    Change {
+                        url,
+                        ..Change::message(message)
+                    },
+                )
+            }
+            RemoteState::Failed(reason) => {
+                let text = format!("{provider} reported the deployment failed: {reason}");
+                (
+                    State::Error,
+                    Change {
+                        error: Some(text.clone()),
+                        ..Change::message(text)
+                    },
+                )
+            }
+            RemoteState::Canceled => (
+                State::Canceled,
+                Change::message(format!("{provider} reports the deployment canceled")),
+            ),
+        };
+        let change = Change {
+            provider_state: Some(status.raw),
+            ..change
+        };
+        self.transition(id, State::Building, to, change).await?;
+        Ok(Next::Done)
+    }
+}

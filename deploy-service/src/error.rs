@@ -1,0 +1,143 @@
+//! The one error type of deploy-service and its mapping to gRPC statuses.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::model::{Provider, State};
+use crate::providers::ProviderError;
+
+/// A request field that failed validation: which field (camelCase, as the JSON API names it) and
+/// what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field}: {message}")]
+pub struct Invalid {
+    /// The field (`projectId`, `provider`, `target`, `env`, …).
+    pub field: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl Invalid {
+    /// A violation of `field`.
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything a deploy-service call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; the caller must change it.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// No deployment with that id belongs to the caller.
+    #[error("deployment not found")]
+    DeploymentNotFound,
+    /// project-service does not know the project for this caller.
+    #[error("project not found")]
+    ProjectNotFound,
+    /// The provider cannot be used until these variables are configured.
+    #[error(
+        "{provider} is not configured on this server: set {}",
+        variables.join(", ")
+    )]
+    MissingCredentials {
+        /// The provider asked for.
+        provider: Provider,
+        /// The environment variables that are unset.
+        variables: Vec<&'static str>,
+    },
+    /// The deployment can no longer change.
+    #[error("deployment is already {}", state.as_str())]
+    AlreadyFinal {
+        /// Its final state.
+        state: State,
+    },
+    /// Rollback asked where no earlier ready deployment exists.
+    #[error("no earlier ready deployment of this project on {provider} to roll back to")]
+    NothingToRollBack {
+        /// The provider.
+        provider: Provider,
+    },
+    /// The idempotency key was used before by this user for a different request.
+    #[error("idempotency key already used for a different deployment request; use a new key")]
+    IdempotencyKeyReused,
+    /// project-service could not be reached or failed.
+    #[error("project-service is unavailable: {0}")]
+    ProjectServiceUnavailable(String),
+    /// A provider call failed (only surfaced by calls that talk to the provider directly, such as
+    /// cancel; background failures become the deployment's error text).
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// Anything unexpected (database down, corrupt row); logged, never shown to callers.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The result of deploy-service operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error {
+            Error::Invalid(invalid) => Status::with_error_details(
+                Code::InvalidArgument,
+                message,
+                ErrorDetails::with_bad_request_violation(invalid.field, invalid.message),
+            ),
+            Error::DeploymentNotFound | Error::ProjectNotFound => Status::not_found(message),
+            Error::MissingCredentials { .. }
+            | Error::AlreadyFinal { .. }
+            | Error::NothingToRollBack { .. } => Status::failed_precondition(message),
+            Error::IdempotencyKeyReused => Status::already_exists(message),
+            Error::ProjectServiceUnavailable(_) => Status::unavailable(message),
+            Error::Provider(provider) => {
+                if provider.is_transient() {
+                    Status::unavailable(message)
+                } else {
+                    Status::failed_precondition(message)
+                }
+            }
+            Error::Internal(cause) => service_runtime::grpc::internal(cause),
+        }
+    }
+}
+
+/// Adds what was being done to a database error, turning it into [`Error::Internal`].
+pub(crate) trait DbContext<T> {
+    /// `context` names the operation, e.g. "insert deployment".
+    fn db(self, context: &'static str) -> Result<T>;
+}
+
+impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
+    fn db(self, context: &'static str) -> Result<T> {
+        self.map_err(|e| Error::Internal(anyhow::Error::new(e).context(context)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_carries_field_violation() {
+        let status = Status::from(Error::from(Invalid::new("provider", "unknown")));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let bad = status.get_details_bad_request().expect("details");
+        assert_eq!(bad.field_violations[0].field, "provider");
+    }
+
+    #[test]
+    fn missing_credentials_name_the_variable() {
+        let status = Status::from(Error::MissingCredentials {
+            provider: Provider::Vercel,
+            variables: vec!["VERCEL_TOKEN"],
+        });
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(status.message().contains("VERCEL_TOKEN"), "{status:?}");
+    }
+}

@@ -1,0 +1,87 @@
+//! `ProjectFiles`: what deploy-service reads from project-service, always as the deployment's
+//! owner (`x-user-id`), so a user can only ship their own projects.
+
+use autocrea_proto::project::v1 as pb;
+use autocrea_proto::project::v1::project_service_client::ProjectServiceClient;
+use bytes::Bytes;
+use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, USER_ID, channel};
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+use crate::error::Error;
+use crate::providers::DeployFile;
+
+/// A project-service client.
+#[derive(Debug, Clone)]
+pub struct ProjectFiles {
+    client: ProjectServiceClient<Channel>,
+}
+
+impl ProjectFiles {
+    /// A client for project-service at `url`; connects on first use.
+    pub fn new(url: &str) -> anyhow::Result<Self> {
+        let options = ClientOptions {
+            // A whole project in one message may take a while on a slow link.
+            request_timeout: std::time::Duration::from_secs(120),
+            ..ClientOptions::default()
+        };
+        let client = ProjectServiceClient::new(channel(url, options)?)
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        Ok(Self { client })
+    }
+
+    /// Checks that `project` exists and belongs to `owner`.
+    pub async fn check_owner(&self, owner: &str, project: &str) -> Result<(), Error> {
+        self.client
+            .clone()
+            .get_project(as_user(
+                owner,
+                pb::GetProjectRequest {
+                    id: project.to_string(),
+                },
+            )?)
+            .await
+            .map_err(status_error)?;
+        Ok(())
+    }
+
+    /// Every file of `project` with its content, as `owner` sees it.
+    pub async fn files(&self, owner: &str, project: &str) -> Result<Vec<DeployFile>, Error> {
+        let response = self
+            .client
+            .clone()
+            .list_files(as_user(
+                owner,
+                pb::ListFilesRequest {
+                    project_id: project.to_string(),
+                    include_content: true,
+                },
+            )?)
+            .await
+            .map_err(status_error)?;
+        Ok(response
+            .into_inner()
+            .files
+            .into_iter()
+            .map(|f| DeployFile::new(f.path, Bytes::from(f.content)))
+            .collect())
+    }
+}
+
+fn as_user<T>(owner: &str, message: T) -> Result<Request<T>, Error> {
+    let mut request = Request::new(message);
+    let value = owner
+        .parse()
+        .map_err(|_| Error::Internal(anyhow::anyhow!("owner id is not valid metadata")))?;
+    request.metadata_mut().insert(USER_ID, value);
+    Ok(request)
+}
+
+fn status_error(status: tonic::Status) -> Error {
+    match status.code() {
+        // project-service answers INVALID_ARGUMENT for ids it could never have issued.
+        Code::NotFound | Code::InvalidArgument => Error::ProjectNotFound,
+        _ => Error::ProjectServiceUnavailable(format!("{:?}: {}", status.code(), status.message())),
+    }
+}

@@ -1,0 +1,311 @@
+//! One HTTP call to a provider with the retry rules every provider shares: timeouts, network
+//! failures, 408 and 5xx are retried with exponential back-off and jitter; 429 waits for the
+//! reset the provider announces (`Retry-After`, `X-RateLimit-Reset`, Vercel's
+//! `error.limit.reset`) when it is near enough; any other answer goes back to the caller.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rand::Rng;
+use reqwest::header::HeaderMap;
+use reqwest::{Client, RequestBuilder, StatusCode};
+use serde_json::Value;
+
+use super::ProviderError;
+use crate::config::RetryPolicy;
+use crate::model::Provider;
+
+/// A provider's answer that was not retried away.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON (`Null` when it is empty or not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// `Ok(self)` for 2xx, otherwise the provider's rejection with its own message.
+    pub fn success(self, provider: Provider, what: &str) -> Result<Self, ProviderError> {
+        if self.status.is_success() {
+            Ok(self)
+        } else {
+            Err(self.rejection(provider, what))
+        }
+    }
+
+    /// The provider's refusal, with its own message.
+    pub fn rejection(&self, provider: Provider, what: &str) -> ProviderError {
+        ProviderError::Rejected {
+            provider,
+            what: what.to_string(),
+            status: self.status.as_u16(),
+            message: error_text(&self.body),
+        }
+    }
+}
+
+/// Sends requests for one provider under a retry policy.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpCaller {
+    client: Client,
+    policy: RetryPolicy,
+    provider: Provider,
+}
+
+impl HttpCaller {
+    /// A caller for `provider`.
+    pub fn new(client: Client, policy: RetryPolicy, provider: Provider) -> Self {
+        Self {
+            client,
+            policy,
+            provider,
+        }
+    }
+
+    /// Sends the request `build` makes (again for each attempt); `what` names the operation in
+    /// error text ("upload of index.html").
+    pub async fn send(
+        &self,
+        what: &str,
+        build: impl Fn(&Client) -> RequestBuilder,
+    ) -> Result<Reply, ProviderError> {
+        let provider = self.provider;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let last = attempt >= self.policy.attempts;
+            let failure = match build(&self.client).send().await {
+                Err(error) => {
+                    let reason = describe(&error);
+                    tracing::warn!(%provider, what, attempt, reason, "provider call failed");
+                    if last {
+                        return Err(ProviderError::Unreachable {
+                            provider,
+                            what: what.to_string(),
+                            reason,
+                        });
+                    }
+                    None
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let headers = response.headers().clone();
+                    let body = match response.bytes().await {
+                        Ok(body) => body,
+                        Err(error) => {
+                            let reason = describe(&error);
+                            if last {
+                                return Err(ProviderError::Unreachable {
+                                    provider,
+                                    what: what.to_string(),
+                                    reason,
+                                });
+                            }
+                            tracing::warn!(%provider, what, attempt, reason, "provider reply cut off");
+                            continue;
+                        }
+                    };
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        let wait = rate_limit_wait(&headers, &body);
+                        let too_long = wait.is_some_and(|w| w > self.policy.max_rate_limit_wait);
+                        if last || too_long {
+                            return Err(ProviderError::RateLimited {
+                                provider,
+                                what: what.to_string(),
+                                retry_after_secs: wait.map(|w| w.as_secs()),
+                            });
+                        }
+                        tracing::warn!(%provider, what, attempt, ?wait, "provider rate limit");
+                        Some(wait.unwrap_or_else(|| self.backoff(attempt)))
+                    } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+                        tracing::warn!(%provider, what, attempt, %status, "provider server error");
+                        if last {
+                            return Err(ProviderError::ServerError {
+                                provider,
+                                what: what.to_string(),
+                                status: status.as_u16(),
+                                message: error_text(&body),
+                            });
+                        }
+                        None
+                    } else {
+                        return Ok(Reply { status, body });
+                    }
+                }
+            };
+            let delay = failure.unwrap_or_else(|| self.backoff(attempt));
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// `initial × 2^(attempt-1)`, capped, with up to 50 % jitter so that replicas do not retry
+    /// in step.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self
+            .policy
+            .initial_backoff
+            .saturating_mul(1u32 << (attempt - 1).min(16))
+            .min(self.policy.max_backoff);
+        let jitter = rand::rng().random_range(0.0..0.5);
+        base.mul_f64(1.0 + jitter)
+    }
+}
+
+/// The error and its causes on one line (reqwest puts the useful part, such as "connection
+/// refused", in the sources). Request URLs carry no secrets: tokens travel in headers.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = if error.is_timeout() {
+        "timed out".to_string()
+    } else {
+        error.to_string()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// How long a 429 asks us to wait, from the headers or Vercel's body.
+fn rate_limit_wait(headers: &HeaderMap, body: &[u8]) -> Option<Duration> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+    }
+    if let Some(value) = header("retry-after") {
+        if let Ok(secs) = value.parse::<f64>() {
+            return Some(Duration::from_secs_f64(secs.max(0.0)));
+        }
+        if let Some(at) = parse_http_date(value) {
+            return Some(until(at));
+        }
+    }
+    if let Some(value) = header("x-ratelimit-reset") {
+        if let Ok(n) = value.parse::<f64>() {
+            return Some(reset_to_wait(n));
+        }
+        if let Some(at) = parse_http_date(value) {
+            return Some(until(at));
+        }
+    }
+    let json: Value = serde_json::from_slice(body).ok()?;
+    let reset = json.pointer("/error/limit/reset")?.as_f64()?;
+    Some(reset_to_wait(reset))
+}
+
+/// A reset given as a number: a Unix time in seconds when it looks like one, else seconds to
+/// wait (providers use both).
+fn reset_to_wait(value: f64) -> Duration {
+    if value > 1_000_000_000.0 {
+        until(value)
+    } else {
+        Duration::from_secs_f64(value.max(0.0))
+    }
+}
+
+fn until(unix_secs: f64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    Duration::from_secs_f64((unix_secs - now).max(0.0))
+}
+
+/// An HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`) as Unix seconds.
+fn parse_http_date(value: &str) -> Option<f64> {
+    let parsed =
+        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    Some(parsed.unix_timestamp() as f64)
+}
+
+/// The provider's own error message from a body in any of their shapes:
+/// `{"error":{"code","message"}}` (Vercel), `{"code","message"}` (Netlify),
+/// `{"errors":[{"message"}]}` (GraphQL), or plain text.
+pub(crate) fn error_text(body: &[u8]) -> String {
+    if let Ok(json) = serde_json::from_slice::<Value>(body) {
+        let pick = |pointer: &str| json.pointer(pointer).and_then(Value::as_str);
+        let message = pick("/error/message")
+            .or_else(|| pick("/message"))
+            .or_else(|| pick("/errors/0/message"))
+            .or_else(|| pick("/error"));
+        // Netlify's code is the HTTP status as a number; Vercel's a string.
+        let code = pick("/error/code")
+            .or_else(|| pick("/code"))
+            .map(str::to_string)
+            .or_else(|| {
+                json.get("code")
+                    .and_then(Value::as_i64)
+                    .map(|c| c.to_string())
+            });
+        match (code, message) {
+            (Some(code), Some(message)) => return format!("{code}: {message}"),
+            (None, Some(message)) => return message.to_string(),
+            (Some(code), None) => return code,
+            (None, None) => {}
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        "no details given".to_string()
+    } else {
+        text.chars().take(300).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_reads_every_shape() {
+        assert_eq!(
+            error_text(br#"{"error":{"code":"forbidden","message":"Not authorized"}}"#),
+            "forbidden: Not authorized"
+        );
+        assert_eq!(
+            error_text(br#"{"code":401,"message":"Access Denied"}"#),
+            "401: Access Denied"
+        );
+        assert_eq!(
+            error_text(br#"{"data":null,"errors":[{"message":"Not Authorized"}]}"#),
+            "Not Authorized"
+        );
+        assert_eq!(error_text(b"Bad Gateway"), "Bad Gateway");
+    }
+
+    #[test]
+    fn rate_limit_reset_forms() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(rate_limit_wait(&headers, b""), Some(Duration::from_secs(2)));
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-reset", "3".parse().unwrap());
+        assert_eq!(rate_limit_wait(&headers, b""), Some(Duration::from_secs(3)));
+        let past = "Wed, 21 Oct 2015 07:28:00 GMT";
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-reset", past.parse().unwrap());
+        assert_eq!(rate_limit_wait(&headers, b""), Some(Duration::ZERO));
+        let body = br#"{"error":{"code":"rate_limited","limit":{"reset":1}}}"#;
+        assert_eq!(
+            rate_limit_wait(&HeaderMap::new(), body),
+            Some(Duration::from_secs(1))
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! Failures are handled: missing credentials, provider 5xx and rate limits, unreachable or slow
+//! providers, provider refusals.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tonic::Code;
+
+use crate::helpers::{ALICE, Backend, TestApp, expect_code, request, states};
+use crate::on_both_databases;
+
+on_both_databases!(unreachable_provider_ends_in_error_with_reason);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_credentials_fail_fast_and_send_nothing() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
+        config.vercel.token = None;
+        config.netlify.token = None;
+        config.railway.token = None;
+        config.railway.service_id = None;
+    })
+    .await;
+    let project = app.site(ALICE).await;
+    for (provider, variables) in [
+        ("vercel", vec!["VERCEL_TOKEN"]),
+        ("netlify", vec!["NETLIFY_AUTH_TOKEN"]),
+        ("railway", vec!["RAILWAY_TOKEN", "RAILWAY_SERVICE_ID"]),
+    ] {
+        let status = expect_code(
+            app.create(ALICE, request(&project, provider)).await,
+            Code::FailedPrecondition,
+        );
+        for variable in variables {
+            assert!(status.message().contains(variable), "{status:?}");
+        }
+    }
+    assert!(app.vercel.requests().is_empty());
+    assert!(app.netlify.requests().is_empty());
+    assert!(app.railway.requests().is_empty());
+    let listed = app.list(ALICE, Default::default()).await.unwrap();
+    assert!(listed.deployments.is_empty(), "nothing recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn railway_variables_need_project_id() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| config.railway.project_id = None).await;
+    let project = app.site(ALICE).await;
+    let mut req = request(&project, "railway");
+    req.env = HashMap::from([("A".to_string(), "1".to_string())]);
+    let status = expect_code(app.create(ALICE, req).await, Code::FailedPrecondition);
+    assert!(
+        status.message().contains("RAILWAY_PROJECT_ID"),
+        "{status:?}"
+    );
+    // Without variables the project id is not needed.
+    let created = app.deploy(ALICE, &project, "railway").await;
+    assert_eq!(app.finish(ALICE, &created.id).await.state, "ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_500_then_success() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.vercel.fail_next("POST", "/v13/deployments", 500);
+    app.vercel.fail_next("POST", "/v2/files", 503);
+    app.vercel.fail_next("GET", "/v13/deployments/", 502);
+    let project = app.site(ALICE).await;
+    let created = app.deploy(ALICE, &project, "vercel").await;
+    let done = app.finish(ALICE, &created.id).await;
+    assert_eq!(done.state, "ready", "{done:?}");
+    assert!(done.error.is_empty());
+    // missing_files answer + the 500 + the successful create.
+    assert_eq!(app.vercel.count("POST", "/v13/deployments"), 3);
+    assert_eq!(
+        app.vercel.count("POST", "/v2/files"),
+        4,
+        "one upload retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_waits_for_reset() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.netlify
+        .rate_limit_next("POST", "/api/v1/sites", "x-ratelimit-reset", "1");
+    let project = app.site(ALICE).await;
+    let started = std::time::Instant::now();
+    let created = app.deploy(ALICE, &project, "netlify").await;
+    let done = app.finish(ALICE, &created.id).await;
+    assert_eq!(done.state, "ready", "{done:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "the reset (1 s) was honoured, not the short back-off"
+    );
+}
+
+async fn unreachable_provider_ends_in_error_with_reason(backend: Backend) {
+    // A port that was just free: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let app = TestApp::spawn_with(backend, |config| {
+        config.vercel.api_url = format!("http://{closed}");
+    })
+    .await;
+    let project = app.site(ALICE).await;
+    let created = app.deploy(ALICE, &project, "vercel").await;
+    let events = app.watch(ALICE, &created.id).await.unwrap();
+    assert_eq!(states(&events), ["queued", "uploading", "error"]);
+    let done = app.get(ALICE, &created.id).await.unwrap();
+    assert!(done.error.contains("could not reach Vercel"), "{done:?}");
+    assert!(done.error.to_lowercase().contains("connect"), "{done:?}");
+    assert!(!done.error.contains(crate::fake_vercel::TOKEN));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_timeout_ends_in_error_with_reason() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
+        config.retry.request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    app.netlify
+        .slow("PUT", "/api/v1/deploys/", Duration::from_secs(2));
+    let project = app.site(ALICE).await;
+    let created = app.deploy(ALICE, &project, "netlify").await;
+    let done = app.finish(ALICE, &created.id).await;
+    assert_eq!(done.state, "error");
+    assert!(
+        done.error.contains("could not reach Netlify (upload of"),
+        "{done:?}"
+    );
+    assert!(done.error.contains("timed out"), "{done:?}");
+    assert_eq!(
+        app.netlify.count("PUT", "/api/v1/deploys/"),
+        3,
+        "retried, then gave up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_refusal_is_a_clear_error_without_the_token() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
+        config.vercel.token = Some(SecretString::from("wrong-token-value"));
+    })
+    .await;
+    let project = app.site(ALICE).await;
+    let created = app.deploy(ALICE, &project, "vercel").await;
+    let done = app.finish(ALICE, &created.id).await;
+    assert_eq!(done.state, "error");
+    assert!(
+        done.error.contains("Vercel rejected the request"),
+        "{done:?}"
+    );
+    assert!(
+        done.error.contains("403") && done.error.contains("Not authorized"),
+        "{done:?}"
+    );
+    assert!(!done.error.contains("wrong-token-value"));
+    // 4xx is not retried.
+    assert_eq!(app.vercel.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_build_failure_is_reported() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let project = app.site(ALICE).await;
+    app.netlify.hold(true);
+    let created = app.deploy(ALICE, &project, "netlify").await;
+    let building = app.wait_for_state(ALICE, &created.id, "building").await;
+    {
+        let mut state = app.netlify.state.lock().unwrap();
+        let deploy = state
+            .deploys
+            .get_mut(&building.provider_deployment_id)
+            .unwrap();
+        deploy.state = "error";
+    }
+    let done = app.finish(ALICE, &created.id).await;
+    // The fake's error message says "Canceled build": Netlify's way of reporting a cancel.
+    assert_eq!(done.state, "canceled", "{done:?}");
+}

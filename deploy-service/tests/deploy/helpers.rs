@@ -1,0 +1,407 @@
+//! `TestApp`: the real project-service and deploy-service running in-process on loopback ports,
+//! deploy-service on a fresh database and configured against the fake providers.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use autocrea_proto::deploy::v1 as pb;
+use autocrea_proto::deploy::v1::deploy_service_client::DeployServiceClient;
+use autocrea_proto::project::v1 as project_pb;
+use autocrea_proto::project::v1::project_service_client::ProjectServiceClient;
+use deploy_service::Config;
+use secrecy::SecretString;
+use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, USER_ID, channel};
+use service_runtime::testing::{TempDir, fresh_postgres_url, fresh_sqlite_url};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+use crate::{fake_netlify, fake_railway, fake_vercel};
+
+/// The database engine deploy-service runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const ALICE: &str = "user_alice";
+pub const BOB: &str = "user_bob";
+
+/// Both services, the fakes, and clients.
+pub struct TestApp {
+    pub vercel: fake_vercel::FakeVercel,
+    pub netlify: fake_netlify::FakeNetlify,
+    pub railway: fake_railway::FakeRailway,
+    pub config: Config,
+    pub deploy_addr: SocketAddr,
+    deploy: DeployServiceClient<Channel>,
+    projects: ProjectServiceClient<Channel>,
+    deploy_stop: Option<oneshot::Sender<()>>,
+    deploy_task: Option<JoinHandle<anyhow::Result<()>>>,
+    project_stop: Option<oneshot::Sender<()>>,
+    _dirs: Vec<TempDir>,
+}
+
+/// A deploy-service configuration with every provider pointed at the fakes and short timings.
+fn test_config(
+    database_url: String,
+    project_url: String,
+    vercel: &fake_vercel::FakeVercel,
+    netlify: &fake_netlify::FakeNetlify,
+    railway: &fake_railway::FakeRailway,
+) -> Config {
+    let mut config = Config::with_database_url(database_url);
+    config.db_max_connections = 5;
+    config.project_service_url = project_url;
+    config.vercel.api_url = vercel.url();
+    config.vercel.token = Some(SecretString::from(fake_vercel::TOKEN));
+    config.netlify.api_url = netlify.api_url();
+    config.netlify.token = Some(SecretString::from(fake_netlify::TOKEN));
+    config.railway.api_url = railway.api_url();
+    config.railway.token = Some(SecretString::from(fake_railway::TOKEN));
+    config.railway.project_id = Some(fake_railway::PROJECT.to_string());
+    config.railway.environment_id = Some(fake_railway::ENVIRONMENT.to_string());
+    config.railway.service_id = Some(fake_railway::SERVICE.to_string());
+    config.retry.attempts = 3;
+    config.retry.initial_backoff = Duration::from_millis(20);
+    config.retry.max_backoff = Duration::from_millis(100);
+    config.retry.request_timeout = Duration::from_secs(5);
+    config.poller.tick = Duration::from_millis(20);
+    config.poller.min_interval = Duration::from_millis(30);
+    config.poller.max_interval = Duration::from_millis(150);
+    config
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Starts both services; `adjust` may change deploy-service's configuration.
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut dirs = Vec::new();
+        // project-service is only the source of files here: SQLite is enough for it.
+        let (project_db, dir) = fresh_sqlite_url();
+        dirs.push(dir);
+        let database_url = match backend {
+            Backend::Sqlite => {
+                let (url, dir) = fresh_sqlite_url();
+                dirs.push(dir);
+                url
+            }
+            Backend::Postgres => fresh_postgres_url().await,
+        };
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let project_addr = listener.local_addr().unwrap();
+        let (project_stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(project_service::run(
+            project_service::Config::with_database_url(project_db),
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let projects = ProjectServiceClient::new(
+            channel(&format!("http://{project_addr}"), ClientOptions::default()).unwrap(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+
+        let vercel = fake_vercel::start();
+        let netlify = fake_netlify::start();
+        let railway = fake_railway::start();
+        let mut config = test_config(
+            database_url,
+            format!("http://{project_addr}"),
+            &vercel,
+            &netlify,
+            &railway,
+        );
+        adjust(&mut config);
+
+        let (deploy_addr, deploy, deploy_stop, deploy_task) = start_deploy(config.clone()).await;
+        Self {
+            vercel,
+            netlify,
+            railway,
+            config,
+            deploy_addr,
+            deploy,
+            projects,
+            deploy_stop: Some(deploy_stop),
+            deploy_task: Some(deploy_task),
+            project_stop: Some(project_stop),
+            _dirs: dirs,
+        }
+    }
+
+    /// Stops deploy-service (as a rolling update would) and waits until it has returned.
+    pub async fn stop_deploy(&mut self) {
+        if let Some(stop) = self.deploy_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.deploy_task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("deploy-service stops within 20 s")
+                .expect("deploy-service task")
+                .expect("deploy-service run");
+        }
+    }
+
+    /// Starts deploy-service again on the same database (and a new port).
+    pub async fn start_deploy_again(&mut self) {
+        let mut config = self.config.clone();
+        // A new process has a new replica id; leases of the old one must not matter.
+        config.replica_id = format!("restarted-{}", uuid::Uuid::new_v4().simple());
+        let (addr, client, stop, task) = start_deploy(config).await;
+        self.deploy_addr = addr;
+        self.deploy = client;
+        self.deploy_stop = Some(stop);
+        self.deploy_task = Some(task);
+    }
+
+    pub fn client(&self) -> DeployServiceClient<Channel> {
+        self.deploy.clone()
+    }
+
+    /// A project of `user` holding `files`.
+    pub async fn project_with(&self, user: &str, files: &[(&str, &[u8])]) -> String {
+        let project = self
+            .projects
+            .clone()
+            .create_project(as_user(
+                user,
+                project_pb::CreateProjectRequest {
+                    name: "site".to_string(),
+                    description: String::new(),
+                    language: "HTML".to_string(),
+                    framework: String::new(),
+                },
+            ))
+            .await
+            .expect("create project")
+            .into_inner();
+        for (path, content) in files {
+            self.put_file(user, &project.id, path, content).await;
+        }
+        project.id
+    }
+
+    pub async fn put_file(&self, user: &str, project: &str, path: &str, content: &[u8]) {
+        self.projects
+            .clone()
+            .put_file(as_user(
+                user,
+                project_pb::PutFileRequest {
+                    project_id: project.to_string(),
+                    path: path.to_string(),
+                    content: content.to_vec(),
+                },
+            ))
+            .await
+            .expect("put file");
+    }
+
+    /// A small static site.
+    pub async fn site(&self, user: &str) -> String {
+        self.project_with(
+            user,
+            &[
+                ("index.html", b"<h1>hello</h1>"),
+                ("about.html", b"<h1>about</h1>"),
+                ("css/site.css", b"body { color: red }"),
+                // Same content as another file: stored and uploaded once.
+                ("copy of index.html", b"<h1>hello</h1>"),
+            ],
+        )
+        .await
+    }
+
+    pub async fn create(
+        &self,
+        user: &str,
+        request: pb::CreateDeploymentRequest,
+    ) -> Result<pb::Deployment, Status> {
+        self.client()
+            .create_deployment(as_user(user, request))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Creates a deployment of `project` to `provider` as `user`, which must succeed.
+    pub async fn deploy(&self, user: &str, project: &str, provider: &str) -> pb::Deployment {
+        self.create(user, request(project, provider))
+            .await
+            .expect("create deployment")
+    }
+
+    pub async fn get(&self, user: &str, id: &str) -> Result<pb::Deployment, Status> {
+        self.client()
+            .get_deployment(as_user(
+                user,
+                pb::GetDeploymentRequest { id: id.to_string() },
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn cancel(&self, user: &str, id: &str) -> Result<pb::Deployment, Status> {
+        self.client()
+            .cancel_deployment(as_user(
+                user,
+                pb::CancelDeploymentRequest { id: id.to_string() },
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn rollback(&self, user: &str, id: &str) -> Result<pb::Deployment, Status> {
+        self.client()
+            .rollback_deployment(as_user(
+                user,
+                pb::RollbackDeploymentRequest { id: id.to_string() },
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn list(
+        &self,
+        user: &str,
+        request: pb::ListDeploymentsRequest,
+    ) -> Result<pb::ListDeploymentsResponse, Status> {
+        self.client()
+            .list_deployments(as_user(user, request))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Every event of `id` until the stream ends (which it must within 20 s).
+    pub async fn watch(&self, user: &str, id: &str) -> Result<Vec<pb::DeploymentEvent>, Status> {
+        let mut stream = self
+            .client()
+            .watch_deployment(as_user(
+                user,
+                pb::WatchDeploymentRequest { id: id.to_string() },
+            ))
+            .await?
+            .into_inner();
+        let mut events = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(event) = stream.next().await {
+                events.push(event?);
+            }
+            Ok::<_, Status>(())
+        })
+        .await
+        .unwrap_or_else(|_| panic!("event stream did not end; events so far: {events:#?}"))?;
+        Ok(events)
+    }
+
+    /// Watches `id` to its end and returns the deployment as then stored, asserting the last
+    /// event is final and matches it.
+    pub async fn finish(&self, user: &str, id: &str) -> pb::Deployment {
+        let events = self.watch(user, id).await.expect("watch");
+        let last = events.last().expect("at least one event");
+        assert!(
+            last.r#final,
+            "stream ended before a final state: {events:#?}"
+        );
+        let deployment = self.get(user, id).await.expect("get");
+        assert_eq!(last.state, deployment.state, "{events:#?}");
+        deployment
+    }
+
+    /// Waits until deployment `id` is in `state` (polling GetDeployment).
+    pub async fn wait_for_state(&self, user: &str, id: &str, state: &str) -> pb::Deployment {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let deployment = self.get(user, id).await.expect("get");
+            if deployment.state == state {
+                return deployment;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "deployment never reached {state}: {deployment:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.deploy_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(stop) = self.project_stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn start_deploy(
+    config: Config,
+) -> (
+    SocketAddr,
+    DeployServiceClient<Channel>,
+    oneshot::Sender<()>,
+    JoinHandle<anyhow::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(deploy_service::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let client = DeployServiceClient::new(
+        channel(&format!("http://{addr}"), ClientOptions::default()).unwrap(),
+    );
+    (addr, client, stop, task)
+}
+
+/// A request for `project` on `provider` with defaults.
+pub fn request(project: &str, provider: &str) -> pb::CreateDeploymentRequest {
+    pb::CreateDeploymentRequest {
+        project_id: project.to_string(),
+        provider: provider.to_string(),
+        ..Default::default()
+    }
+}
+
+/// `message` sent as `user` (the `x-user-id` metadata the gateway sets).
+pub fn as_user<T>(user: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert(USER_ID, user.parse().expect("ascii user id"));
+    request
+}
+
+/// Asserts `result` failed with `code`, returning the status.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got success: {value:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
+}
+
+/// The states the events passed through, without repeats.
+pub fn states(events: &[pb::DeploymentEvent]) -> Vec<String> {
+    let mut states: Vec<String> = Vec::new();
+    for event in events {
+        if states.last() != Some(&event.state) {
+            states.push(event.state.clone());
+        }
+    }
+    states
+}
