@@ -275,13 +275,30 @@ impl DeployEngine {
     async fn step(&self, record: DeploymentRecord) {
         let mut polls = record.polls;
         let mut failures = record.failures;
-        let next = match record.state {
-            State::Queued | State::Uploading => self.start(&record).await,
-            State::Building => {
-                polls += 1;
-                self.poll(&record).await
+        let work = async {
+            match record.state {
+                State::Queued | State::Uploading => self.start(&record).await,
+                State::Building => {
+                    polls += 1;
+                    self.poll(&record).await
+                }
+                State::Ready | State::Error | State::Canceled => Ok(Next::Done),
             }
-            State::Ready | State::Error | State::Canceled => Ok(Next::Done),
+        };
+        let next = {
+            tokio::pin!(work);
+            let renew_every = self.poller.lease * 300;
+            loop {
+                tokio::select! {
+                    next = &mut work => break next,
+                    () = tokio::time::sleep(renew_every) => {
+                        let until = now_ms() + self.poller.lease.as_millis() as i64;
+                        if let Err(e) = self.store.extend_lease(&record.id, &self.replica, until).await {
+                            tracing::warn!(id = %record.id, error = %e, "cannot extend lease");
+                        }
+                    }
+                }
+            }
         };
         let delay = match next {
             Ok(Next::Done) => Duration::ZERO,

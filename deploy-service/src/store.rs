@@ -430,6 +430,22 @@ impl DeploymentStore {
         rows.iter().map(record).collect()
     }
 
+    /// Extends this replica's lease on `id` (a long upload must not let another replica take
+    /// the deployment over). Returns `false` when the lease is no longer ours.
+    pub async fn extend_lease(&self, id: &str, replica: &str, lease_until_ms: i64) -> Result<bool> {
+        let extended = sqlx::query(
+            "UPDATE deployments SET lease_until_ms = $1 WHERE id = $2 AND lease_owner = $3",
+        )
+        .bind(lease_until_ms)
+        .bind(id)
+        .bind(replica)
+        .execute(&self.db.pool)
+        .await
+        .db("extend lease")?
+        .rows_affected();
+        Ok(extended == 1)
+    }
+
     /// Gives the lease on `id` back and schedules its next look.
     pub async fn release(
         &self,

@@ -253,3 +253,39 @@ async fn two_replicas_send_each_deployment_once() {
     let _ = stop.send(());
     second.await.unwrap().unwrap();
 }
+
+/// A step that outlasts the lease keeps it: a second replica does not send the deployment again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_upload_keeps_its_lease_against_another_replica() {
+    let app = TestApp::spawn_with(Backend::Postgres, |config| {
+        config.poller.lease = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let mut config = app.config.clone();
+    config.replica_id = "second-replica".to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let second = tokio::spawn(deploy_service::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+
+    // Each upload takes longer than the whole lease.
+    app.netlify.slow(
+        "PUT",
+        "/api/v1/deploys/",
+        std::time::Duration::from_millis(400),
+    );
+    let project = app.site(ALICE).await;
+    let created = app.deploy(ALICE, &project, "netlify").await;
+    assert_eq!(app.finish(ALICE, &created.id).await.state, "ready");
+    let deploys = app
+        .netlify
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/deploys"))
+        .count();
+    assert_eq!(deploys, 1, "sent once");
+    assert_eq!(app.netlify.count("PUT", "/api/v1/deploys/"), 3);
+    let _ = stop.send(());
+    second.await.unwrap().unwrap();
+}
