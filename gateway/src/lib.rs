@@ -17,6 +17,7 @@ pub mod limits;
 pub mod problem;
 pub mod request_id;
 pub mod routes;
+pub mod sse;
 pub mod state;
 
 pub use config::Config;

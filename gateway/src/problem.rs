@@ -284,10 +284,15 @@ impl ApiError {
             }
             Code::Unavailable => {
                 tracing::warn!(service, grpc_message = message, "downstream unavailable");
-                Self::unavailable(
-                    format!("{service} is unavailable right now; try again shortly"),
-                    retry_after.unwrap_or(1),
-                )
+                // A status the service sent itself (no local transport cause) says why it cannot
+                // serve, e.g. "no Docker engine answers": pass that on. Transport failures keep
+                // a generic message.
+                let detail = if std::error::Error::source(status).is_none() && !message.is_empty() {
+                    format!("{service} is unavailable: {message}")
+                } else {
+                    format!("{service} is unavailable right now; try again shortly")
+                };
+                Self::unavailable(detail, retry_after.unwrap_or(1))
             }
             Code::DeadlineExceeded | Code::Cancelled => {
                 tracing::warn!(service, grpc_message = message, "downstream timed out");

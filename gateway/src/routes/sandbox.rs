@@ -1,12 +1,309 @@
-//! `/api/sandbox` routes, backed by sandbox-service. Not wired yet: the scope answers 404.
+//! `/api/sandbox`: run code in sandbox-service's hardened containers, as one JSON answer or as a
+//! stream of output events.
 
-use actix_web::web;
-use utoipa::OpenApi;
+use actix_web::http::header::{self, HeaderName};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use autocrea_proto::sandbox::v1 as pb;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::auth::Caller;
+use crate::downstream::request;
+use crate::problem::{ApiError, ApiResult};
+use crate::sse;
+use crate::state::AppState;
+
+const SERVICE: &str = "sandbox-service";
+
+/// One source file of a run.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceFile {
+    /// Relative path such as `main.py` or `lib/util.js`.
+    pub name: String,
+    /// UTF-8 content.
+    pub content: String,
+}
+
+/// Body of `POST /api/sandbox/execute`: the program as `files` or as one `code` string.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecuteRequest {
+    /// `javascript`, `python` or `bash` (see `GET /api/sandbox/languages`).
+    pub language: String,
+    /// The program as files.
+    #[serde(default)]
+    pub files: Vec<SourceFile>,
+    /// The program as one file.
+    pub code: Option<String>,
+    /// The file to run, one of `files[].name`.
+    pub entry: Option<String>,
+    /// Standard input.
+    pub stdin: Option<String>,
+    /// Command-line arguments (passed as data, never through a shell).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Wall-clock limit in milliseconds (default and maximum are the service's configuration).
+    pub timeout_ms: Option<i64>,
+}
+
+/// The limits a run had.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// Wall-clock limit.
+    pub timeout_ms: i64,
+    /// Memory, with no extra swap.
+    pub memory_bytes: i64,
+    /// CPU share in thousandths of a CPU.
+    pub cpu_millis: i64,
+    /// Processes and threads.
+    pub pids: i64,
+    /// Output kept before the run is stopped.
+    pub output_bytes: i64,
+    /// Size of the writable `/work` and `/tmp`.
+    pub tmpfs_bytes: i64,
+    /// Largest file the program may write.
+    pub file_size_bytes: i64,
+    /// Open files.
+    pub open_files: i64,
+    /// Network access (always false).
+    pub network: bool,
+}
+
+/// The outcome of a run. A failing, crashing or stopped program is still a 200 with these flags.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecuteResult {
+    /// Standard output (up to the output limit).
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Exit status; 128+N for signal N.
+    pub exit_code: i32,
+    /// The signal that ended the program, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// Killed at the wall-clock limit.
+    pub timed_out: bool,
+    /// Killed for reaching the memory limit.
+    pub oom_killed: bool,
+    /// Output reached the limit; the rest was dropped and the program stopped.
+    pub truncated: bool,
+    /// Wall-clock time of the program.
+    pub duration_ms: i64,
+    /// CPU time of the run, when it could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_time_ms: Option<i64>,
+    /// Peak memory of the run, when it could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<i64>,
+    /// The limits the run had.
+    pub limits: Option<Limits>,
+    /// Canonical language name.
+    pub language: String,
+    /// Interpreter version.
+    pub version: String,
+}
+
+impl From<pb::ExecuteResponse> for ExecuteResult {
+    fn from(r: pb::ExecuteResponse) -> Self {
+        Self {
+            stdout: r.stdout,
+            stderr: r.stderr,
+            exit_code: r.exit_code,
+            signal: r.signal,
+            timed_out: r.timed_out,
+            oom_killed: r.oom_killed,
+            truncated: r.truncated,
+            duration_ms: r.duration_ms,
+            cpu_time_ms: r.cpu_time_ms,
+            peak_memory_bytes: r.peak_memory_bytes,
+            limits: r.limits.map(|l| Limits {
+                timeout_ms: l.timeout_ms,
+                memory_bytes: l.memory_bytes,
+                cpu_millis: l.cpu_millis,
+                pids: l.pids,
+                output_bytes: l.output_bytes,
+                tmpfs_bytes: l.tmpfs_bytes,
+                file_size_bytes: l.file_size_bytes,
+                open_files: l.open_files,
+                network: l.network,
+            }),
+            language: r.language,
+            version: r.version,
+        }
+    }
+}
+
+/// A language the sandbox runs.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Language {
+    /// Name to use in `language`.
+    pub language: String,
+    /// Interpreter version.
+    pub version: String,
+    /// Other accepted names.
+    pub aliases: Vec<String>,
+    /// File run when a request has `code` or no `entry`.
+    pub default_entry: String,
+}
+
+/// The languages the sandbox runs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LanguageList {
+    /// Languages with versions.
+    pub items: Vec<Language>,
+}
+
+#[derive(Serialize)]
+struct OutputChunk {
+    text: String,
+}
+
+fn grpc_error(status: tonic::Status) -> ApiError {
+    ApiError::from_status(&status, SERVICE)
+}
+
+/// Run a program in a fresh, locked-down container. With `Accept: text/event-stream` the output
+/// streams as `stdout` and `stderr` events, then one `result` event.
+#[utoipa::path(
+    post, path = "/api/sandbox/execute", tag = "sandbox",
+    request_body = ExecuteRequest,
+    responses(
+        (status = 200, description = "The run's outcome (also for programs that fail or are stopped)", body = ExecuteResult),
+        (status = 400, description = "Invalid request (unknown language, too much code, bad timeout...)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limit, or too many runs queued", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No Docker engine or runtime image; the detail says which", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/execute")]
+pub async fn execute(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<ExecuteRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    let message = pb::ExecuteRequest {
+        language: body.language,
+        files: body
+            .files
+            .into_iter()
+            .map(|f| pb::SourceFile {
+                name: f.name,
+                content: f.content,
+            })
+            .collect(),
+        code: body.code.unwrap_or_default(),
+        entry: body.entry.unwrap_or_default(),
+        stdin: body.stdin.unwrap_or_default(),
+        args: body.args,
+        timeout_ms: body.timeout_ms,
+    };
+    let mut client = state.downstream.sandbox.clone();
+    if sse::wants_stream(&req) {
+        let stream = client
+            .execute_stream(request(&caller, message))
+            .await
+            .map_err(grpc_error)?
+            .into_inner();
+        return Ok(HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .insert_header((HeaderName::from_static("x-accel-buffering"), "no"))
+            .streaming(events(stream)));
+    }
+    let result = client
+        .execute(request(&caller, message))
+        .await
+        .map_err(grpc_error)?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(ExecuteResult::from(result)))
+}
+
+/// The SSE body of a streamed run. Dropping it (the client went away) drops the gRPC stream.
+fn events(
+    mut stream: tonic::Streaming<pb::ExecuteEvent>,
+) -> impl Stream<Item = Result<bytes::Bytes, actix_web::Error>> {
+    use pb::execute_event::Event;
+    async_stream::stream! {
+        loop {
+            match stream.message().await {
+                Ok(Some(pb::ExecuteEvent { event: Some(Event::Stdout(text)) })) => {
+                    yield Ok(sse::event("stdout", &OutputChunk { text }));
+                }
+                Ok(Some(pb::ExecuteEvent { event: Some(Event::Stderr(text)) })) => {
+                    yield Ok(sse::event("stderr", &OutputChunk { text }));
+                }
+                Ok(Some(pb::ExecuteEvent { event: Some(Event::Result(result)) })) => {
+                    yield Ok(sse::event("result", &ExecuteResult::from(result)));
+                    return;
+                }
+                Ok(Some(pb::ExecuteEvent { event: None })) => {}
+                Ok(None) => break,
+                Err(status) => {
+                    let problem = grpc_error(status);
+                    yield Ok(sse::event("error", &serde_json::json!({
+                        "status": problem.status().as_u16(),
+                        "detail": problem.to_string(),
+                    })));
+                    return;
+                }
+            }
+        }
+        yield Ok(sse::event("error", &serde_json::json!({
+            "status": 502,
+            "detail": "the run's stream ended before its result; try again",
+        })));
+    }
+}
+
+/// The languages the sandbox runs, with versions.
+#[utoipa::path(
+    get, path = "/api/sandbox/languages", tag = "sandbox",
+    responses(
+        (status = 200, description = "Languages", body = LanguageList),
+        (status = 503, description = "sandbox-service unavailable", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/languages")]
+pub async fn languages(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    let list = state
+        .downstream
+        .sandbox
+        .clone()
+        .list_languages(request(&caller, pb::ListLanguagesRequest {}))
+        .await
+        .map_err(grpc_error)?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(LanguageList {
+        items: list
+            .languages
+            .into_iter()
+            .map(|l| Language {
+                language: l.language,
+                version: l.version,
+                aliases: l.aliases,
+                default_entry: l.default_entry,
+            })
+            .collect(),
+    }))
+}
 
 /// This module's part of the OpenAPI document.
 #[derive(OpenApi)]
-#[openapi()]
+#[openapi(
+    paths(execute, languages),
+    tags((name = "sandbox", description = "Run code in hardened, single-use containers"))
+)]
 pub struct SandboxApi;
 
 /// Registers the routes of this module on the `/api/sandbox` scope.
-pub fn configure(_cfg: &mut web::ServiceConfig) {}
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(execute).service(languages);
+}

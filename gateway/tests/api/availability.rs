@@ -43,7 +43,12 @@ async fn a_stopped_service_gives_fast_503s_and_recovery() {
         let elapsed = started.elapsed();
         assert!(response.headers().contains_key("retry-after"));
         let body = assert_problem(response, 503).await;
-        assert!(body["detail"].as_str().unwrap().contains("project-service"));
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("project-service"), "{detail}");
+        assert!(
+            !detail.contains("tcp") && !detail.contains("transport"),
+            "internals leak: {detail}"
+        );
         assert!(elapsed < Duration::from_secs(1), "503 took {elapsed:?}");
     }
     let started = Instant::now();
