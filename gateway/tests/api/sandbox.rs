@@ -135,7 +135,7 @@ async fn runs_code_and_streams_output() {
     let result_line = body
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
-        .last()
+        .next_back()
         .unwrap();
     let result: Value = serde_json::from_str(result_line).unwrap();
     assert_eq!(result["stdout"], "one\nthree\n");
