@@ -268,7 +268,7 @@ impl Providers {
             .ok_or_else(|| unconfigured(Provider::Railway))
     }
 
-    /// Reads the state of deployment `id` (`site` is the Netlify site, unused elsewhere).
+    /// Reads the state of deployment `id`.
     pub async fn status(
         &self,
         provider: Provider,
