@@ -75,6 +75,7 @@ debootstrap_import() {
         hooks+=(--customize-hook="chroot \"\$1\" env DEBIAN_FRONTEND=noninteractive apt-get purge -qq -y $purge >/dev/null")
     fi
     log "creating $tag with mmdebstrap ($packages)"
+    # shellcheck disable=SC2016 # "$1" is the hook's argument, expanded by mmdebstrap's shell
     as_root mmdebstrap --quiet --variant=minbase --include="$packages" \
         --dpkgopt='path-exclude=/usr/share/doc/*' \
         --dpkgopt='path-exclude=/usr/share/man/*' \

