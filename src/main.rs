@@ -49,7 +49,9 @@ async fn main() -> anyhow::Result<()> {
     ai.database_url = SecretString::from(sqlite_url(&data_dir, "ai.db"));
     let ai_url = spawn(&mut tasks, "ai-service", |l| ai_service::run(ai, l, stop())).await?;
 
-    let deploy = deploy_service::Config::from_env()?;
+    let mut deploy = deploy_service::Config::from_env()?;
+    deploy.database_url = sqlite_url(&data_dir, "deploy.db");
+    deploy.project_service_url = project_url.clone();
     let deploy_url = spawn(&mut tasks, "deploy-service", |l| {
         deploy_service::run(deploy, l, stop())
     })
