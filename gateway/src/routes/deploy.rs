@@ -1,15 +1,562 @@
-//! `/api/deploy` routes, backed by deploy-service. Not wired yet: the scope answers 404.
+//! `/api/deploy` and `/api/deployments`: ship a project to Vercel, Netlify or Railway through
+//! deploy-service, follow the deployment (JSON or an SSE stream of its events), cancel it, roll
+//! back. Only the owner of a deployment sees or acts on it; to anyone else it does not exist.
 
-use actix_web::web;
-use utoipa::OpenApi;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use autocrea_proto::deploy::v1 as pb;
+use bytes::Bytes;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tonic_types::StatusExt;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::auth::Caller;
+use crate::downstream::request;
+use crate::problem::{ApiError, ApiResult, FieldError};
+use crate::routes::timestamp;
+use crate::sse;
+use crate::state::AppState;
+
+const SERVICE: &str = "deploy-service";
+/// Header that makes `POST /api/deploy` safe to retry.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// How often an idle event stream sends an SSE comment: it keeps proxies from closing a stream
+/// that waits on a long build, and a write is what reveals a client that went away (which drops
+/// the gRPC stream).
+const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// This module's part of the OpenAPI document.
 #[derive(OpenApi)]
-#[openapi()]
+#[openapi(
+    paths(
+        create_deployment,
+        list_deployments,
+        get_deployment,
+        deployment_events,
+        cancel_deployment,
+        rollback_deployment
+    ),
+    components(schemas(Deployment, CreateDeployment, DeploymentPage, DeploymentEvent)),
+    tags((name = "deployments", description = "Ship projects to Vercel, Netlify or Railway and follow them"))
+)]
 pub struct DeployApi;
 
+/// A deployment of a project to a hosting provider.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    /// Deployment id (UUID v7).
+    pub id: String,
+    /// The project shipped.
+    pub project_id: String,
+    /// `vercel`, `netlify` or `railway`.
+    pub provider: String,
+    /// `production` or `preview`.
+    pub target: String,
+    /// `queued`, `uploading`, `building`, then one of the final states `ready`, `error`,
+    /// `canceled`.
+    pub state: String,
+    /// Public URL once the provider reports one.
+    pub url: Option<String>,
+    /// The provider's id of the deployment, once the provider accepted it.
+    pub provider_deployment_id: Option<String>,
+    /// Why the deployment failed (state `error` only).
+    pub error: Option<String>,
+    /// For a rollback: the deployment it made live again.
+    pub rollback_of: Option<String>,
+    /// RFC 3339 time of creation.
+    pub created_at: String,
+    /// RFC 3339 time of the last change.
+    pub updated_at: String,
+    /// RFC 3339 time a final state was reached.
+    pub finished_at: Option<String>,
+}
+
+/// An empty string from the proto means "not yet" or "none".
+fn present(value: String) -> Option<String> {
+    Some(value).filter(|v| !v.is_empty())
+}
+
+impl From<pb::Deployment> for Deployment {
+    fn from(d: pb::Deployment) -> Self {
+        Self {
+            id: d.id,
+            project_id: d.project_id,
+            provider: d.provider,
+            target: d.target,
+            state: d.state,
+            url: present(d.url),
+            provider_deployment_id: present(d.provider_deployment_id),
+            error: present(d.error),
+            rollback_of: present(d.rollback_of),
+            created_at: timestamp(d.created_at_ms),
+            updated_at: timestamp(d.updated_at_ms),
+            finished_at: (d.finished_at_ms > 0).then(|| timestamp(d.finished_at_ms)),
+        }
+    }
+}
+
+/// Body of `POST /api/deploy`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateDeployment {
+    /// The project to ship; must be the caller's.
+    pub project_id: Option<String>,
+    /// `vercel`, `netlify` or `railway`.
+    pub provider: Option<String>,
+    /// `production` (default) or `preview`.
+    pub target: Option<String>,
+    /// Environment variables set on the provider's project before the build (not for Netlify,
+    /// which serves the files as they are). Names are letters, digits and `_`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// One page of deployments, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentPage {
+    /// The deployments on this page.
+    pub items: Vec<Deployment>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Query of `GET /api/deployments`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only deployments of this project.
+    pub project_id: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<i64>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One committed change of a deployment, the `data` of a `deployment` SSE event.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentEvent {
+    /// Increases with every event; also the SSE `id`, so `Last-Event-ID` resumes after it.
+    pub sequence: i64,
+    /// The deployment.
+    pub deployment_id: String,
+    /// The state after this event.
+    pub state: String,
+    /// What happened, for people.
+    pub message: String,
+    /// The URL known at that point.
+    pub url: Option<String>,
+    /// RFC 3339 time of the event.
+    pub created_at: String,
+    /// True on the last event: the state is final and the stream ends.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+}
+
+impl From<pb::DeploymentEvent> for DeploymentEvent {
+    fn from(e: pb::DeploymentEvent) -> Self {
+        Self {
+            sequence: e.sequence,
+            deployment_id: e.deployment_id,
+            state: e.state,
+            message: e.message,
+            url: present(e.url),
+            created_at: timestamp(e.created_at_ms),
+            is_final: e.r#final,
+        }
+    }
+}
+
+/// Names deploy-service gives fields that the HTTP API spells differently.
+fn http_field(field: &str) -> &str {
+    match field {
+        "idempotencyKey" => "Idempotency-Key",
+        "pageSize" => "limit",
+        "pageToken" => "cursor",
+        other => other,
+    }
+}
+
+/// The one gRPC→HTTP mapping, with field violations renamed to what the client sent.
+fn grpc_error(status: tonic::Status) -> ApiError {
+    if status.code() == tonic::Code::InvalidArgument
+        && let Some(bad) = status.get_details_bad_request()
+        && bad
+            .field_violations
+            .iter()
+            .any(|v| http_field(&v.field) != v.field)
+    {
+        return ApiError::validation(
+            bad.field_violations
+                .into_iter()
+                .map(|v| FieldError {
+                    field: http_field(&v.field).to_string(),
+                    message: v.description,
+                })
+                .collect(),
+        );
+    }
+    ApiError::from_status(&status, SERVICE)
+}
+
+/// A required string field: absent or blank is a field error.
+fn required(value: Option<String>, field: &str, errors: &mut Vec<FieldError>) -> String {
+    match value {
+        Some(v) if !v.trim().is_empty() => v,
+        _ => {
+            errors.push(FieldError {
+                field: field.to_string(),
+                message: "required".to_string(),
+            });
+            String::new()
+        }
+    }
+}
+
+/// 202 with the deployment and where to follow it.
+fn accepted(deployment: pb::Deployment) -> HttpResponse {
+    HttpResponse::build(StatusCode::ACCEPTED)
+        .insert_header((
+            header::LOCATION,
+            format!("/api/deployments/{}", deployment.id),
+        ))
+        .json(Deployment::from(deployment))
+}
+
+/// Start a deployment. Answers at once with the deployment in state `queued`; the upload and the
+/// build continue in the background (follow them at `/api/deployments/{id}/events`). With an
+/// `Idempotency-Key` header a retried request returns the deployment the first one created.
+#[utoipa::path(
+    post, path = "/api/deploy", tag = "deployments",
+    request_body = CreateDeployment,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 printable ASCII characters; a retry with the same key and body returns the same deployment")),
+    responses(
+        (status = 202, description = "Accepted; `Location` names the deployment", body = Deployment),
+        (status = 400, description = "Invalid input, per field", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such project of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency key already used for a different request", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Provider not configured on this server (the detail names the variable)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "deploy-service or project-service unavailable", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("")]
+pub async fn create_deployment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<CreateDeployment>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    let mut errors = Vec::new();
+    let project_id = required(body.project_id, "projectId", &mut errors);
+    let provider = required(body.provider, "provider", &mut errors);
+    let idempotency_key = match req.headers().get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => match value.to_str() {
+            Ok(key) => Some(key.to_string()),
+            Err(_) => {
+                errors.push(FieldError {
+                    field: "Idempotency-Key".to_string(),
+                    message: "must be printable ASCII".to_string(),
+                });
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let message = pb::CreateDeploymentRequest {
+        project_id,
+        provider,
+        target: body.target,
+        env: body.env.into_iter().collect(),
+        idempotency_key,
+    };
+    let deployment = state
+        .downstream
+        .deploy
+        .clone()
+        .create_deployment(request(&caller, message))
+        .await
+        .map_err(grpc_error)?
+        .into_inner();
+    Ok(accepted(deployment))
+}
+
+/// List the caller's deployments, newest first, one page at a time; optionally of one project.
+#[utoipa::path(
+    get, path = "/api/deployments", tag = "deployments",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of deployments", body = DeploymentPage),
+        (status = 400, description = "Invalid query", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("")]
+pub async fn list_deployments(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> ApiResult<HttpResponse> {
+    let query = query.into_inner();
+    let page_size = match query.limit {
+        None => 0,
+        Some(n @ 1..=100) => n as i32,
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "limit",
+                "must be between 1 and 100",
+            ));
+        }
+    };
+    let message = pb::ListDeploymentsRequest {
+        project_id: query.project_id.filter(|p| !p.is_empty()),
+        page_size,
+        page_token: query.cursor.unwrap_or_default(),
+    };
+    let page = state
+        .downstream
+        .deploy
+        .clone()
+        .list_deployments(request(&caller, message))
+        .await
+        .map_err(grpc_error)?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(DeploymentPage {
+        items: page.deployments.into_iter().map(Deployment::from).collect(),
+        next_cursor: present(page.next_page_token),
+    }))
+}
+
+/// Get one deployment.
+#[utoipa::path(
+    get, path = "/api/deployments/{id}", tag = "deployments",
+    params(("id" = String, Path, description = "Deployment id")),
+    responses(
+        (status = 200, description = "The deployment", body = Deployment),
+        (status = 404, description = "No such deployment of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/{id}")]
+pub async fn get_deployment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let message = pb::GetDeploymentRequest {
+        id: id.into_inner(),
+    };
+    let deployment = state
+        .downstream
+        .deploy
+        .clone()
+        .get_deployment(request(&caller, message))
+        .await
+        .map_err(grpc_error)?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(Deployment::from(deployment)))
+}
+
+/// Follow a deployment as server-sent events: every event so far, then new ones as they happen,
+/// each as a `deployment` event whose SSE `id` is its sequence (send `Last-Event-ID` to resume
+/// after it). The stream ends after the event with `final: true`. While idle, comment lines keep
+/// the connection open. A broken stream ends with an `error` event `{status, detail}`.
+#[utoipa::path(
+    get, path = "/api/deployments/{id}/events", tag = "deployments",
+    params(
+        ("id" = String, Path, description = "Deployment id"),
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event sequence"),
+    ),
+    responses(
+        (status = 200, description = "`text/event-stream` of `deployment` events", body = DeploymentEvent, content_type = "text/event-stream"),
+        (status = 404, description = "No such deployment of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/{id}/events")]
+pub async fn deployment_events(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let after = match req.headers().get("last-event-id") {
+        None => 0,
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .ok_or_else(|| {
+                ApiError::invalid_field("Last-Event-ID", "must be the id of an earlier event")
+            })?,
+    };
+    let message = pb::WatchDeploymentRequest {
+        id: id.into_inner(),
+    };
+    let stream = state
+        .downstream
+        .deploy
+        .clone()
+        .watch_deployment(request(&caller, message))
+        .await
+        .map_err(grpc_error)?
+        .into_inner();
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // Tells nginx-style proxies not to buffer the stream.
+        .insert_header((HeaderName::from_static("x-accel-buffering"), "no"))
+        .streaming(event_stream(stream, after)))
+}
+
+/// One `deployment` event with its sequence as SSE `id`.
+fn deployment_event(event: pb::DeploymentEvent) -> Bytes {
+    let id = event.sequence;
+    let data = serde_json::to_string(&DeploymentEvent::from(event)).unwrap_or_else(|_| "{}".into());
+    Bytes::from(format!("id: {id}\nevent: deployment\ndata: {data}\n\n"))
+}
+
+fn error_event(status: u16, detail: String) -> Bytes {
+    sse::event(
+        "error",
+        &serde_json::json!({"status": status, "detail": detail}),
+    )
+}
+
+/// The SSE body of a watch. Dropping it (actix does when the client goes away) drops the gRPC
+/// stream, which ends the watch in deploy-service.
+fn event_stream(
+    mut stream: tonic::Streaming<pb::DeploymentEvent>,
+    after: i64,
+) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
+    async_stream::stream! {
+        let mut heartbeat =
+            tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+        loop {
+            let next = tokio::select! {
+                next = stream.message() => next,
+                _ = heartbeat.tick() => {
+                    yield Ok(Bytes::from_static(b": keep-alive\n\n"));
+                    continue;
+                }
+            };
+            match next {
+                Ok(Some(event)) => {
+                    let done = event.r#final;
+                    if event.sequence > after {
+                        yield Ok(deployment_event(event));
+                    }
+                    if done {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    let problem = grpc_error(status);
+                    yield Ok(error_event(problem.status().as_u16(), problem.to_string()));
+                    return;
+                }
+            }
+        }
+        // Ended without a final event (deploy-service went away): say so rather than leave the
+        // client guessing whether the deployment finished.
+        yield Ok(error_event(
+            StatusCode::BAD_GATEWAY.as_u16(),
+            "the event stream ended before the deployment finished; watch again".to_string(),
+        ));
+    }
+}
+
+/// Cancel a deployment in progress: the provider is asked to cancel and the deployment becomes
+/// `canceled`.
+#[utoipa::path(
+    post, path = "/api/deployments/{id}/cancel", tag = "deployments",
+    params(("id" = String, Path, description = "Deployment id")),
+    responses(
+        (status = 200, description = "The canceled deployment", body = Deployment),
+        (status = 404, description = "No such deployment of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Already final", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The provider cannot be reached now", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/{id}/cancel")]
+pub async fn cancel_deployment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let message = pb::CancelDeploymentRequest {
+        id: id.into_inner(),
+    };
+    let deployment = state
+        .downstream
+        .deploy
+        .clone()
+        .cancel_deployment(request(&caller, message))
+        .await
+        .map_err(grpc_error)?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(Deployment::from(deployment)))
+}
+
+/// Roll back: make the last `ready` deployment of the same project and provider created before
+/// this one live again (Netlify restores it, Vercel redeploys it, Railway rolls back to it). The
+/// answer is a new deployment (`rollbackOf` set) that is followed like any other.
+#[utoipa::path(
+    post, path = "/api/deployments/{id}/rollback", tag = "deployments",
+    params(("id" = String, Path, description = "Deployment id")),
+    responses(
+        (status = 202, description = "Accepted; the new deployment", body = Deployment),
+        (status = 404, description = "No such deployment of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Nothing earlier to roll back to", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/{id}/rollback")]
+pub async fn rollback_deployment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let message = pb::RollbackDeploymentRequest {
+        id: id.into_inner(),
+    };
+    let deployment = state
+        .downstream
+        .deploy
+        .clone()
+        .rollback_deployment(request(&caller, message))
+        .await
+        .map_err(grpc_error)?
+        .into_inner();
+    Ok(accepted(deployment))
+}
+
 /// Registers the routes under `/api/deploy`.
-pub fn configure_deploy(_cfg: &mut web::ServiceConfig) {}
+pub fn configure_deploy(cfg: &mut web::ServiceConfig) {
+    cfg.service(create_deployment);
+}
 
 /// Registers the routes under `/api/deployments`.
-pub fn configure_deployments(_cfg: &mut web::ServiceConfig) {}
+pub fn configure_deployments(cfg: &mut web::ServiceConfig) {
+    cfg.service(list_deployments)
+        .service(deployment_events)
+        .service(cancel_deployment)
+        .service(rollback_deployment)
+        .service(get_deployment);
+}

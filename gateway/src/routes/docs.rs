@@ -62,6 +62,7 @@ impl Modify for BearerAuth {
 pub async fn openapi_json() -> HttpResponse {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::routes::ai::AiApi::openapi());
+    doc.merge(crate::routes::deploy::DeployApi::openapi());
     HttpResponse::Ok().json(doc)
 }
 
