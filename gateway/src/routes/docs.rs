@@ -57,13 +57,20 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The whole document: the core routes plus each route module's own part.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::routes::auth::AuthApi::openapi());
+    doc.merge(crate::routes::ai::AiApi::openapi());
+    doc.merge(crate::routes::sandbox::SandboxApi::openapi());
+    doc.merge(crate::routes::deploy::DeployApi::openapi());
+    doc
+}
+
 /// The OpenAPI 3.1 document of this API.
 #[get("/openapi.json")]
 pub async fn openapi_json() -> HttpResponse {
-    let mut doc = ApiDoc::openapi();
-    doc.merge(crate::routes::ai::AiApi::openapi());
-    doc.merge(crate::routes::deploy::DeployApi::openapi());
-    HttpResponse::Ok().json(doc)
+    HttpResponse::Ok().json(document())
 }
 
 /// A human-readable rendering of `/openapi.json`.

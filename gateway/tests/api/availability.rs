@@ -127,6 +127,14 @@ async fn openapi_and_docs_are_served() {
         "/api/projects/{id}/files/{path}",
         "/health",
         "/ready",
+        "/api/auth/keys",
+        "/api/auth/me",
+        "/api/ai/generate",
+        "/api/ai/usage",
+        "/api/sandbox/execute",
+        "/api/sandbox/languages",
+        "/api/deploy",
+        "/api/deployments/{id}/events",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }
