@@ -76,9 +76,9 @@ done
 log "all images run as uid 10001 (non-root) and declare a HEALTHCHECK"
 
 base_size=$(docker image inspect -f '{{.Size}}' "$BASE_IMAGE")
-printf '%-34s %10s %16s\n' image size "beyond base"
-printf '%-34s %10s %16s\n' "$BASE_IMAGE" "$(mb <<<"$base_size")" "-"
+printf '%-40s %10s %12s\n' image size "beyond base"
+printf '%-40s %10s %12s\n' "$BASE_IMAGE" "$(mb <<<"$base_size")" "-"
 for svc in "${SERVICES[@]}"; do
     size=$(docker image inspect -f '{{.Size}}' "${PREFIX}$svc:$TAG")
-    printf '%-34s %10s %16s\n' "${PREFIX}$svc:$TAG" "$(mb <<<"$size")" "$(mb <<<"$((size - base_size))")"
+    printf '%-40s %10s %12s\n' "${PREFIX}$svc:$TAG" "$(mb <<<"$size")" "$(mb <<<"$((size - base_size))")"
 done

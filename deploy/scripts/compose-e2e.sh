@@ -114,8 +114,12 @@ else
     exit 1
 fi
 # Only the gateway publishes a port.
-published=$(dc ps --format '{{.Service}} {{.Publishers}}' | grep -c 'PublishedPort:[1-9]' || true)
-if [ "$published" = 1 ] && dc port gateway 8000 >/dev/null; then ok "only the gateway publishes a port"; else fail "published ports: $(dc ps --format '{{.Service}} {{.Ports}}')"; fi
+published=$(dc ps --format json | python3 -c '
+import json, sys
+text = sys.stdin.read().strip()
+rows = json.loads(text) if text.startswith("[") else [json.loads(l) for l in text.splitlines() if l]
+print(" ".join(sorted({r["Service"] for r in rows for p in (r.get("Publishers") or []) if p.get("PublishedPort")})))')
+if [ "$published" = gateway ]; then ok "only the gateway publishes a port"; else fail "services publishing ports: '$published'"; fi
 # Every service runs as the non-root image user.
 for svc in gateway ai-service deploy-service project-service sandbox-service; do
     uid=$(dc exec -T "$svc" id -u)
