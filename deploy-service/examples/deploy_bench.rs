@@ -7,7 +7,7 @@
 //!    deploy-service follows them; reports the status reads achieved against what the poll
 //!    schedule asks for, then how long all N take to reach `ready` once the provider lets them.
 //!
-//! Run: `cargo run --release -p deploy-service --example bench -- [deployments] [runs]`
+//! Run: `cargo run --release -p deploy-service --example deploy_bench -- [deployments] [runs]`
 //! (defaults 1000 and 10). Set `BENCH_DATABASE_URL=postgres://…` to use PostgreSQL.
 
 #[allow(dead_code)]
