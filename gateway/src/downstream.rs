@@ -16,6 +16,11 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::auth::Caller;
 use crate::config::ServiceUrls;
 
+/// Least time an AI call may take: ai-service's own whole-call limit (300 s) plus margin.
+const AI_CALL_FLOOR: Duration = Duration::from_secs(330);
+/// Least time a sandbox run may take: its largest wall-clock limit (60 s) plus container start.
+const SANDBOX_CALL_FLOOR: Duration = Duration::from_secs(130);
+
 /// Clients of every downstream service. Channels connect lazily and reconnect by themselves.
 #[derive(Debug, Clone)]
 pub struct Downstreams {
@@ -45,14 +50,27 @@ pub struct ServiceHealth {
 impl Downstreams {
     /// Clients for `urls`; nothing connects until the first call.
     pub fn new(urls: &ServiceUrls, options: ClientOptions) -> anyhow::Result<Self> {
-        let connect = |name: &str, url: &str| {
+        let connect_with = |name: &str, url: &str, options: ClientOptions| {
             service_runtime::grpc::channel(url, options)
                 .map_err(|e| anyhow::anyhow!("invalid URL for {name} ({url}): {e}"))
         };
+        let connect = |name: &str, url: &str| connect_with(name, url, options);
+        // Some unary calls legitimately take long: an AI answer may wait on the provider for
+        // minutes (ai-service bounds it itself), a sandbox run up to its wall-clock limit plus
+        // container start. Their channels get at least that much, so the gateway never cuts off a
+        // call the service would still answer.
+        let at_least = |floor: Duration| ClientOptions {
+            request_timeout: options.request_timeout.max(floor),
+            ..options
+        };
         let project = connect("project-service", &urls.project)?;
-        let ai = connect("ai-service", &urls.ai)?;
+        let ai = connect_with("ai-service", &urls.ai, at_least(AI_CALL_FLOOR))?;
         let deploy = connect("deploy-service", &urls.deploy)?;
-        let sandbox = connect("sandbox-service", &urls.sandbox)?;
+        let sandbox = connect_with(
+            "sandbox-service",
+            &urls.sandbox,
+            at_least(SANDBOX_CALL_FLOOR),
+        )?;
         let health = vec![
             ("project-service", HealthClient::new(project.clone())),
             ("ai-service", HealthClient::new(ai.clone())),
@@ -104,9 +122,11 @@ impl Downstreams {
     }
 }
 
-/// A gRPC request carrying the caller's identity and the request id.
+/// A gRPC request carrying the caller's identity, the request id and the W3C trace context of
+/// the current request's span (so the service's span joins the same trace).
 pub fn request<T>(caller: &Caller, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
+    service_runtime::grpc::propagate_trace(&mut request);
     let metadata = request.metadata_mut();
     if let Ok(value) = MetadataValue::try_from(caller.user_id.as_str()) {
         metadata.insert(USER_ID, value);
