@@ -287,14 +287,19 @@ impl DeployEngine {
         };
         let next = {
             tokio::pin!(work);
-            let renew_every = self.poller.lease * 300;
+            let renew_every = self.poller.lease / 3;
             loop {
                 tokio::select! {
                     next = &mut work => break next,
                     () = tokio::time::sleep(renew_every) => {
                         let until = now_ms() + self.poller.lease.as_millis() as i64;
-                        if let Err(e) = self.store.extend_lease(&record.id, &self.replica, until).await {
-                            tracing::warn!(id = %record.id, error = %e, "cannot extend lease");
+                        match self.store.extend_lease(&record.id, &self.replica, until).await {
+                            Ok(true) => {}
+                            Ok(false) => tracing::warn!(
+                                id = %record.id,
+                                "lease lost to another replica during a step (renewal came late)"
+                            ),
+                            Err(e) => tracing::warn!(id = %record.id, error = %e, "cannot extend lease"),
                         }
                     }
                 }

@@ -1,8 +1,9 @@
-//! deploy-service binary: read config, start telemetry, bind, serve until a shutdown signal.
+//! deploy-service binary: telemetry, metrics port, config, bind, serve until a shutdown signal.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_runtime::telemetry::init("deploy-service");
+    let _telemetry = service_runtime::telemetry::init("deploy-service")?;
+    service_runtime::metrics::start_from_env(9102).await?;
     let config = deploy_service::Config::from_env()?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "deploy-service listening");
