@@ -13,6 +13,8 @@ use secrecy::ExposeSecret;
 use service_runtime::db::Database;
 use tokio::net::TcpListener;
 
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod assistant;
 pub mod cache;
 pub mod clock;

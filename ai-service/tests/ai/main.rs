@@ -2,7 +2,7 @@
 //! speaking the real wire formats, real SQLite / PostgreSQL / Redis.
 
 mod cache;
-mod fake_provider;
+use ai_service::testing as fake_provider;
 mod helpers;
 mod operations;
 mod retries;
