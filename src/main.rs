@@ -73,18 +73,33 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut config = gateway::Config::from_env_with_auth(auth)?;
     config.database_url = SecretString::from(sqlite_url(&data_dir, "gateway.db"));
-    config.listen_addr = listen_addr("GATEWAY_LISTEN_ADDR", 8000)
-        .map(|a| if optional("GATEWAY_LISTEN_ADDR").is_none() { loopback(a.port()) } else { a })?;
+    config.listen_addr = listen_addr("GATEWAY_LISTEN_ADDR", 8000).map(|a| {
+        if optional("GATEWAY_LISTEN_ADDR").is_none() {
+            loopback(a.port())
+        } else {
+            a
+        }
+    })?;
     config.services.project = project_url;
     config.services.ai = ai_url;
     config.services.deploy = deploy_url;
     config.services.sandbox = sandbox_url;
     let listener = TcpListener::bind(config.listen_addr)
         .await
-        .with_context(|| format!("cannot listen on {} (set GATEWAY_LISTEN_ADDR)", config.listen_addr))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (set GATEWAY_LISTEN_ADDR)",
+                config.listen_addr
+            )
+        })?;
     let gateway_addr = listener.local_addr()?;
     let gateway_stop = stop();
-    tasks.spawn(async move { ("gateway", gateway::run(config, listener, gateway_stop).await) });
+    tasks.spawn(async move {
+        (
+            "gateway",
+            gateway::run(config, listener, gateway_stop).await,
+        )
+    });
 
     println!();
     println!("AutoCrea is running at http://{gateway_addr}");
@@ -112,7 +127,11 @@ async fn main() -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     while let Some(ended) = tasks.join_next().await {
         if let Ok((name, Err(e))) = ended {
-            tracing::warn!(service = name, error = format!("{e:#}"), "stopped with an error");
+            tracing::warn!(
+                service = name,
+                error = format!("{e:#}"),
+                "stopped with an error"
+            );
         }
     }
     Ok(())

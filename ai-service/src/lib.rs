@@ -13,8 +13,6 @@ use secrecy::ExposeSecret;
 use service_runtime::db::Database;
 use tokio::net::TcpListener;
 
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod assistant;
 pub mod cache;
 pub mod clock;
@@ -26,6 +24,8 @@ pub mod language;
 pub mod ledger;
 pub mod provider;
 pub mod task;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{
     CacheConfig, Config, Limits, ProviderConfig, ProviderKind, RetryPolicy, Timeouts,

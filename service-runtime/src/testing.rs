@@ -3,8 +3,8 @@
 //! The test command (`bash deploy/test.sh`) starts both and exports `TEST_DATABASE_URL` and
 //! `TEST_REDIS_URL`. A test that needs them fails loudly when they are missing: it never skips.
 
-use sqlx::Connection;
 use sqlx::AnyConnection;
+use sqlx::Connection;
 use sqlx::any::install_default_drivers;
 
 /// The value of a variable the suite needs, or a panic that says how to get it.
