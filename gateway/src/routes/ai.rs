@@ -21,6 +21,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::auth::Caller;
 use crate::downstream::request;
 use crate::problem::{ApiError, Problem};
+use crate::sse;
 use crate::state::AppState;
 
 const SERVICE: &str = "ai-service";
@@ -582,25 +583,6 @@ impl Timing {
     }
 }
 
-/// Whether the client asked for an event stream.
-fn wants_stream(req: &HttpRequest) -> bool {
-    req.headers()
-        .get_all(header::ACCEPT)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
-        })
-}
-
-/// One server-sent event. JSON has no raw newlines, so `data` is always one line.
-fn sse(event: &str, data: &impl Serialize) -> Bytes {
-    let data = serde_json::to_string(data).unwrap_or_else(|_| "{}".into());
-    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
-}
-
 /// What one gRPC stream event becomes.
 enum Frame {
     /// A `delta` event.
@@ -630,13 +612,13 @@ fn sse_body<T: Send + 'static>(
             };
             match next {
                 Ok(Some(message)) => match frame(message) {
-                    Some(Frame::Delta(text)) => yield Ok(sse("delta", &DeltaEvent { text })),
+                    Some(Frame::Delta(text)) => yield Ok(sse::event("delta", &DeltaEvent { text })),
                     Some(Frame::Done(bytes)) => {
                         yield Ok(bytes);
                         return;
                     }
                     Some(Frame::Error(e)) => {
-                        yield Ok(sse("error", &StreamErrorEvent::from(e)));
+                        yield Ok(sse::event("error", &StreamErrorEvent::from(e)));
                         return;
                     }
                     None => {}
@@ -650,7 +632,7 @@ fn sse_body<T: Send + 'static>(
         }
         // The stream ended without its final event (ai-service went away): say so rather than
         // leave the client guessing whether the answer is complete.
-        yield Ok(sse("error", &StreamErrorEvent {
+        yield Ok(sse::event("error", &StreamErrorEvent {
             kind: "interrupted".into(),
             message: "the AI stream ended before its final event; try again".into(),
             tokens_used: 0,
@@ -687,7 +669,7 @@ fn generate_frame(e: pb::GenerateStreamEvent) -> Option<Frame> {
     use pb::generate_stream_event::Event;
     Some(match e.event? {
         Event::Delta(d) => Frame::Delta(d.text),
-        Event::Done(done) => Frame::Done(sse("done", &GenerateResult::from(done))),
+        Event::Done(done) => Frame::Done(sse::event("done", &GenerateResult::from(done))),
         Event::Error(error) => Frame::Error(error),
     })
 }
@@ -696,7 +678,7 @@ fn chat_frame(e: pb::ChatStreamEvent) -> Option<Frame> {
     use pb::chat_stream_event::Event;
     Some(match e.event? {
         Event::Delta(d) => Frame::Delta(d.text),
-        Event::Done(done) => Frame::Done(sse("done", &ChatResult::from(done))),
+        Event::Done(done) => Frame::Done(sse::event("done", &ChatResult::from(done))),
         Event::Error(error) => Frame::Error(error),
     })
 }
@@ -737,7 +719,7 @@ pub async fn generate(
         framework: body.framework,
     };
     let mut client = state.downstream.ai.clone();
-    if wants_stream(&req) {
+    if sse::wants_stream(&req) {
         let call = client.generate_stream(request(&caller, message));
         streamed(&timing, call, generate_frame).await
     } else {
@@ -951,7 +933,7 @@ pub async fn chat(
         project_id: body.project_id,
     };
     let mut client = state.downstream.ai.clone();
-    if wants_stream(&req) {
+    if sse::wants_stream(&req) {
         let call = client.chat_stream(request(&caller, message));
         streamed(&timing, call, chat_frame).await
     } else {
