@@ -23,7 +23,8 @@ const DEV_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_runtime::telemetry::init("autocrea");
+    // One process, one registry: the gateway's /metrics shows every service.
+    let _telemetry = service_runtime::telemetry::init("autocrea")?;
     let data_dir = PathBuf::from(optional("DATA_DIR").unwrap_or_else(|| "data".into()));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create DATA_DIR {}", data_dir.display()))?;

@@ -39,6 +39,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let db = Database::connect(config.database_url.expose_secret(), 10).await?;
+    service_runtime::metrics::observe_pool("ai", db.pool.clone());
     let ledger = ledger::UsageLedger::open(db).await?;
     let cache = cache::PromptCache::open(
         &config.cache,

@@ -1,8 +1,9 @@
-//! ai-service binary: read config, start telemetry, bind, serve until a shutdown signal.
+//! ai-service binary: telemetry, metrics port, config, bind, serve until a shutdown signal.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_runtime::telemetry::init("ai-service");
+    let _telemetry = service_runtime::telemetry::init("ai-service")?;
+    service_runtime::metrics::start_from_env(9101).await?;
     let config = ai_service::Config::from_env()?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "ai-service listening");

@@ -182,6 +182,7 @@ impl ApiKeyStore {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let db = Database::connect(url, max_connections).await?;
         db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
+        service_runtime::metrics::observe_pool("gateway", db.pool.clone());
         Ok(Self { db })
     }
 

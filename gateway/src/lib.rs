@@ -14,6 +14,7 @@ pub mod downstream;
 pub mod guard;
 pub mod keys;
 pub mod limits;
+pub mod metrics;
 pub mod problem;
 pub mod request_id;
 pub mod routes;
@@ -30,6 +31,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.auth.validate()?;
+    metrics::init();
     let state = web::Data::new(AppState::new(config.clone()).await?);
     if state.limiter.is_shared() {
         tracing::info!("rate limits shared through Redis");

@@ -226,9 +226,10 @@ impl RateLimiter {
         check_local(local, key)
     }
 
-    /// Counts a refused request of `group`.
+    /// Counts a refused request of `group` (here and in `rate_limit_rejections_total`).
     pub fn note_rejection(&self, group: RouteGroup) {
         self.rejections[&group].fetch_add(1, Ordering::Relaxed);
+        crate::metrics::record_rejection(group);
     }
 
     /// Requests refused so far in `group`.

@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_runtime::telemetry::init("gateway");
+    let _telemetry = service_runtime::telemetry::init("gateway")?;
     let config = gateway::Config::from_env()?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");

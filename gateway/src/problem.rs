@@ -34,6 +34,8 @@ pub struct ApiError {
     errors: Vec<FieldError>,
     retry_after_secs: Option<u64>,
     challenge: bool,
+    /// What went wrong inside, for the log only.
+    cause: Option<Box<str>>,
 }
 
 /// The body of an error response, as documented in the OpenAPI document.
@@ -71,6 +73,7 @@ impl ApiError {
             errors: Vec::new(),
             retry_after_secs: None,
             challenge: false,
+            cause: None,
         }
     }
 
@@ -195,15 +198,22 @@ impl ApiError {
         )
     }
 
-    /// 500 with an opaque message; the cause is logged, never shown.
+    /// 500 with an opaque message; the cause (with its chain, for `anyhow` errors) goes to the
+    /// request log line, never to the client.
     pub fn internal(cause: impl fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
-        Self::new(
+        let mut error = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "Internal error",
             "an unexpected error occurred; quote the request id when reporting it",
-        )
+        );
+        let cause = format!("{cause:#}");
+        // Outside a request's scope (a stream already answering) no request line will carry it.
+        if request_id::current().is_none() {
+            tracing::error!(error = cause, "internal error");
+        }
+        error.cause = Some(cause.into());
+        error
     }
 
     /// An error of a kind one route group defines for itself (e.g. the AI provider's
@@ -360,7 +370,17 @@ impl ResponseError for ApiError {
         {
             response.insert_header((header::WWW_AUTHENTICATE, value));
         }
-        response.body(serde_json::to_vec(&self.body()).unwrap_or_default())
+        let mut response = response.body(serde_json::to_vec(&self.body()).unwrap_or_default());
+        if self.status.is_server_error() {
+            let cause = self
+                .cause
+                .as_deref()
+                .map_or_else(|| self.to_string(), str::to_string);
+            response
+                .extensions_mut()
+                .insert(request_id::ErrorCause(cause));
+        }
+        response
     }
 }
 

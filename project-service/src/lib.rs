@@ -38,6 +38,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let db = Database::connect(&config.database_url, config.db_max_connections).await?;
+    service_runtime::metrics::observe_pool("project", db.pool.clone());
     db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
     tracing::info!(backend = ?db.backend, "project database ready");
 

@@ -56,7 +56,8 @@ pub fn internal(error: anyhow::Error) -> Status {
 }
 
 /// Serves `routes` plus `grpc.health.v1` on `listener` until `shutdown` resolves, then drains
-/// in-flight calls.
+/// in-flight calls. Every call gets a span continuing the caller's trace and is counted in the
+/// gRPC metrics ([`crate::grpc_observe`]).
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
@@ -66,9 +67,18 @@ pub async fn serve(
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(crate::grpc_observe::ObserveLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
+}
+
+/// Adds the current span's W3C trace context to an outgoing request, so that the server's span
+/// becomes its child. Does nothing when spans are not exported.
+pub fn propagate_trace<T>(request: &mut Request<T>) {
+    crate::telemetry::inject(&mut crate::telemetry::MetadataCarrier(
+        request.metadata_mut(),
+    ));
 }
 
 /// Timeouts of a client channel.

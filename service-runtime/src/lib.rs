@@ -1,10 +1,12 @@
 //! What every AutoCrea service shares, and nothing else: telemetry set-up, configuration from the
-//! environment, graceful shutdown, gRPC serving and client channels, caller identity in gRPC
+//! environment, graceful shutdown, gRPC serving and client channels, Prometheus metrics, caller identity in gRPC
 //! metadata, and SQL pools with embedded migrations on SQLite or PostgreSQL.
 
 pub mod config;
 pub mod db;
 pub mod grpc;
+pub mod grpc_observe;
+pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -17,6 +17,7 @@ use crate::routes::{health, projects};
     paths(
         health::health,
         health::ready,
+        health::metrics,
         projects::create_project,
         projects::list_projects,
         projects::get_project,
@@ -32,7 +33,7 @@ use crate::routes::{health, projects};
     tags(
         (name = "projects", description = "Projects of the caller"),
         (name = "files", description = "Files of a project"),
-        (name = "operations", description = "Health and readiness"),
+        (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
 pub struct ApiDoc;

@@ -1,4 +1,4 @@
-//! Liveness and readiness.
+//! Liveness, readiness and metrics.
 
 use std::time::Duration;
 
@@ -56,4 +56,16 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             1,
         ))
     }
+}
+
+/// Prometheus metrics of this process (text format 0.0.4): HTTP requests, latency, in-flight
+/// requests, rate-limit rejections, database pools; in the all-in-one process, every service's too.
+/// What each metric means: `docs/operations.md`.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+#[get("/metrics")]
+pub async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(service_runtime::metrics::CONTENT_TYPE)
+        .body(service_runtime::metrics::render())
 }

@@ -32,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()))
     .service(health::health)
     .service(health::ready)
+    .service(health::metrics)
     .service(docs::openapi_json)
     .service(docs::docs_page)
     .service(

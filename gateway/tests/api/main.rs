@@ -9,5 +9,6 @@ mod helpers;
 mod input;
 mod keys;
 mod limits;
+mod observability;
 mod projects;
 mod sandbox;

@@ -1,0 +1,118 @@
+//! The gateway's Prometheus metrics, served with every other metric of the process at
+//! `GET /metrics`: requests by method, route template and status, their latency, the requests
+//! in flight, and rate-limit rejections by route group.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use service_runtime::metrics::{latency_family, register};
+
+use crate::limits::RouteGroup;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    /// The route template (`/api/projects/{id}`), or `unmatched`: never a raw path.
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    group: &'static str,
+}
+
+struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RequestLabels, Histogram>,
+    in_flight: Gauge,
+    rejections: Family<GroupLabels, Counter>,
+}
+
+static METRICS: LazyLock<HttpMetrics> = LazyLock::new(|| {
+    let metrics = HttpMetrics {
+        requests: Family::default(),
+        duration: latency_family(),
+        in_flight: Gauge::default(),
+        rejections: Family::default(),
+    };
+    register(
+        "http_requests",
+        "HTTP requests answered, by method, route template and status",
+        metrics.requests.clone(),
+    );
+    register(
+        "http_request_duration_seconds",
+        "Time to the response head, by method, route template and status",
+        metrics.duration.clone(),
+    );
+    register(
+        "http_requests_in_flight",
+        "HTTP requests being handled now",
+        metrics.in_flight.clone(),
+    );
+    register(
+        "rate_limit_rejections",
+        "Requests refused with 429 by the gateway's rate limiter, by route group",
+        metrics.rejections.clone(),
+    );
+    // Every group shows from the first scrape, so a rate() over it has a starting point.
+    for group in RouteGroup::ALL {
+        let _ = metrics.rejections.get_or_create(&GroupLabels {
+            group: group.name(),
+        });
+    }
+    metrics
+});
+
+/// Registers the gateway's metrics (they appear on `/metrics` from then on).
+pub fn init() {
+    LazyLock::force(&METRICS);
+}
+
+/// Counts a request as in flight until dropped.
+#[derive(Debug)]
+pub struct InFlight(());
+
+impl InFlight {
+    /// Starts counting.
+    pub fn start() -> Self {
+        METRICS.in_flight.inc();
+        Self(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        METRICS.in_flight.dec();
+    }
+}
+
+/// Records one answered request.
+pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let labels = RequestLabels {
+        method: method.to_string(),
+        route: route.to_string(),
+        status,
+    };
+    METRICS.requests.get_or_create(&labels).inc();
+    METRICS
+        .duration
+        .get_or_create(&labels)
+        .observe(elapsed.as_secs_f64());
+}
+
+/// Counts one rate-limit rejection in `group`.
+pub fn record_rejection(group: RouteGroup) {
+    METRICS
+        .rejections
+        .get_or_create(&GroupLabels {
+            group: group.name(),
+        })
+        .inc();
+}
