@@ -24,7 +24,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    /// Name in the ledger and the metrics.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::Failed => "failed",
@@ -114,6 +115,7 @@ impl UsageLedger {
         .execute(&self.db.pool)
         .await
         .context("recording AI usage")?;
+        crate::metrics::record_usage(e);
         Ok(())
     }
 

@@ -22,6 +22,7 @@ pub mod error;
 pub mod grpc;
 pub mod language;
 pub mod ledger;
+pub mod metrics;
 pub mod provider;
 pub mod task;
 #[cfg(feature = "testing")]
@@ -40,6 +41,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let db = Database::connect(config.database_url.expose_secret(), 10).await?;
     service_runtime::metrics::observe_pool("ai", db.pool.clone());
+    metrics::init();
     let ledger = ledger::UsageLedger::open(db).await?;
     let cache = cache::PromptCache::open(
         &config.cache,

@@ -125,6 +125,7 @@ impl DeployEngine {
     pub async fn create(&self, new: NewDeployment) -> Result<(DeploymentRecord, bool)> {
         let (record, created) = self.store.insert(new).await?;
         if created {
+            crate::metrics::record_state(record.provider, record.state);
             self.changed(&record.id);
             self.wake.notify_one();
         }
@@ -139,6 +140,10 @@ impl DeployEngine {
     async fn transition(&self, id: &str, from: State, to: State, change: Change) -> Result<bool> {
         let moved = self.store.transition(id, from, to, change).await?;
         if moved {
+            // Transitions are a handful per deployment: reading the provider back is cheap.
+            if let Some(record) = self.store.get_any(id).await? {
+                crate::metrics::record_state(record.provider, to);
+            }
             self.changed(id);
         }
         Ok(moved)

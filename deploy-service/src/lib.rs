@@ -8,6 +8,7 @@
 mod config;
 mod engine;
 mod error;
+mod metrics;
 mod model;
 mod page_token;
 mod projects;
@@ -49,6 +50,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let db = Database::connect(&config.database_url, config.db_max_connections).await?;
     service_runtime::metrics::observe_pool("deploy", db.pool.clone());
+    metrics::init();
     db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
     tracing::info!(backend = ?db.backend, replica = %config.replica_id, "deploy database ready");
 

@@ -30,7 +30,7 @@ const CONCURRENCY: [usize; 2] = [1, 4];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_runtime::telemetry::init("sandbox-bench");
+    let _telemetry = service_runtime::telemetry::init("sandbox-bench")?;
     let runs: usize = std::env::args()
         .nth(1)
         .map(|a| a.parse())

@@ -13,6 +13,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod language;
+pub mod metrics;
 pub mod output;
 pub mod pool;
 pub mod request;
@@ -120,6 +121,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let sandbox = Sandbox::new((*config).clone());
+    metrics::init(&sandbox);
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_not_serving::<SandboxServiceServer<SandboxApi>>()

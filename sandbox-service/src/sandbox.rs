@@ -286,6 +286,19 @@ impl Sandbox {
                 }
             }
         }
+        let (outcome, duration) = match &result {
+            Ok(r) if r.timed_out => ("timeout", Some(r.duration_ms)),
+            Ok(r) if r.oom_killed => ("oom", Some(r.duration_ms)),
+            Ok(r) if r.truncated => ("truncated", Some(r.duration_ms)),
+            Ok(r) if r.exit_code == 0 => ("ok", Some(r.duration_ms)),
+            Ok(r) => ("exit_nonzero", Some(r.duration_ms)),
+            Err(_) => ("failed", None),
+        };
+        crate::metrics::record_run(
+            spec.language.name,
+            outcome,
+            duration.map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        );
         // Whatever happened, the container goes; the run's slot is held until it has.
         match result {
             Ok(response) => {

@@ -289,8 +289,12 @@ impl ProviderClient {
 
     /// Asks for a whole answer, retrying transient failures.
     pub async fn complete(&self, request: &ModelRequest) -> Result<Completion> {
-        let mut completion =
-            with_retries(&self.config.retry, || self.complete_once(request)).await?;
+        let provider = self.config.kind.as_str();
+        let started = Instant::now();
+        let result =
+            with_retries(&self.config.retry, provider, || self.complete_once(request)).await;
+        crate::metrics::record_provider_call(provider, result.is_ok(), started.elapsed());
+        let mut completion = result?;
         if completion.model.is_empty() {
             completion.model = self.config.model.clone();
         }
@@ -299,7 +303,11 @@ impl ProviderClient {
 
     /// Opens a streamed answer, retrying transient failures until the first token arrives.
     pub async fn stream(&self, request: &ModelRequest) -> Result<TokenStream> {
-        with_retries(&self.config.retry, || self.stream_once(request)).await
+        let provider = self.config.kind.as_str();
+        let started = Instant::now();
+        let result = with_retries(&self.config.retry, provider, || self.stream_once(request)).await;
+        crate::metrics::record_provider_call(provider, result.is_ok(), started.elapsed());
+        result
     }
 
     fn post(&self, request: &ModelRequest, stream: bool) -> reqwest::RequestBuilder {
@@ -392,7 +400,11 @@ impl ProviderClient {
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or the retry budget is spent.
-async fn with_retries<T, F, Fut>(policy: &RetryPolicy, mut attempt: F) -> Result<T>
+async fn with_retries<T, F, Fut>(
+    policy: &RetryPolicy,
+    provider: &'static str,
+    mut attempt: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
@@ -404,6 +416,7 @@ where
             Ok(value) => return Ok(value),
             Err(failure) => failure,
         };
+        crate::metrics::record_provider_error(provider, failure.retryable);
         let delay = failure
             .retry_after
             .filter(|d| *d <= Duration::from_secs(60))

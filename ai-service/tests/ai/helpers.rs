@@ -62,7 +62,8 @@ pub fn sqlite_config(provider: Option<ProviderConfig>) -> (Config, TempDir) {
 
 /// Starts ai-service with `config` on a free port.
 pub async fn spawn(config: Config, data: Option<TempDir>) -> TestApp {
-    service_runtime::telemetry::init("ai-service-tests");
+    // Console output only here, so the guard has nothing to flush.
+    let _ = service_runtime::telemetry::init("ai-service-tests");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel::<()>();

@@ -21,7 +21,7 @@ use service_runtime::telemetry::{Settings, Telemetry};
 use service_runtime::testing::{TempDir, fresh_sqlite_url};
 
 use crate::helpers::*;
-use ai_service::testing::{FakeProvider, KEY};
+use ai_service::testing::{ANTHROPIC_INPUT, ANTHROPIC_MODEL, FakeProvider, KEY};
 
 /// A span as the collector received it.
 #[derive(Debug, Clone)]
@@ -409,6 +409,41 @@ async fn metrics_count_requests_latency_and_rate_limit_rejections() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_metrics_port_serves_prometheus_text() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(service_runtime::metrics::serve(listener, async {
+        let _ = stopped.await;
+    }));
+    // project-service counts its calls in the process registry the port serves.
+    let stack = Stack::start(Db::Sqlite).await;
+    stack
+        .gateway
+        .create_project(&unique_user("port"), "counted")
+        .await;
+
+    let http = reqwest::Client::new();
+    let response = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let samples = parse_prometheus(&response.text().await.unwrap());
+    let created = r#"grpc_server_requests_total{service="autocrea.project.v1.ProjectService",method="CreateProject",code="OK"}"#;
+    assert_eq!(samples[created], 1.0);
+    let other = http
+        .get(format!("http://{addr}/elsewhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+    let _ = stop.send(());
+    server.await.unwrap();
+}
+
 /// Every log line of `dir`'s files whose name starts with `prefix`, parsed as JSON.
 fn log_lines(dir: &std::path::Path, prefix: &str) -> (Vec<Value>, String) {
     let mut lines = Vec::new();
@@ -493,6 +528,21 @@ async fn request_log_lines_are_json_without_tokens_or_prompts() {
         .unwrap();
     assert_eq!(down.status(), 503);
     let down_id = down.headers()["x-request-id"].to_str().unwrap().to_string();
+
+    // ai-service runs in this process: its metrics are on the same registry.
+    let metrics = scrape(&gateway).await;
+    let tokens = format!(
+        r#"ai_tokens_total{{operation="generate",model="{ANTHROPIC_MODEL}",direction="input"}}"#
+    );
+    assert_eq!(metrics[&tokens], ANTHROPIC_INPUT as f64);
+    assert_eq!(
+        metrics[r#"ai_provider_duration_seconds_count{provider="anthropic",outcome="ok"}"#],
+        1.0
+    );
+    assert_eq!(
+        metrics[r#"ai_calls_total{operation="generate",outcome="ok",cached="false"}"#],
+        1.0
+    );
 
     drop(gateway);
     drop(project);
