@@ -75,6 +75,7 @@ fn as_user<T>(owner: &str, message: T) -> Result<Request<T>, Error> {
         .parse()
         .map_err(|_| Error::Internal(anyhow::anyhow!("owner id is not valid metadata")))?;
     request.metadata_mut().insert(USER_ID, value);
+    service_runtime::grpc::propagate_trace(&mut request);
     Ok(request)
 }
 

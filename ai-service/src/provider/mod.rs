@@ -14,6 +14,7 @@ use futures::{Stream, StreamExt};
 use reqwest::header::HeaderMap;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use crate::config::{ProviderConfig, ProviderKind, RetryPolicy};
 use crate::error::{Error, Result};
@@ -291,8 +292,10 @@ impl ProviderClient {
     pub async fn complete(&self, request: &ModelRequest) -> Result<Completion> {
         let provider = self.config.kind.as_str();
         let started = Instant::now();
-        let result =
-            with_retries(&self.config.retry, provider, || self.complete_once(request)).await;
+        let span = tracing::info_span!("ai.provider", provider, model = %self.config.model);
+        let result = with_retries(&self.config.retry, provider, || self.complete_once(request))
+            .instrument(span)
+            .await;
         crate::metrics::record_provider_call(provider, result.is_ok(), started.elapsed());
         let mut completion = result?;
         if completion.model.is_empty() {
@@ -305,7 +308,10 @@ impl ProviderClient {
     pub async fn stream(&self, request: &ModelRequest) -> Result<TokenStream> {
         let provider = self.config.kind.as_str();
         let started = Instant::now();
-        let result = with_retries(&self.config.retry, provider, || self.stream_once(request)).await;
+        let span = tracing::info_span!("ai.provider", provider, model = %self.config.model);
+        let result = with_retries(&self.config.retry, provider, || self.stream_once(request))
+            .instrument(span)
+            .await;
         crate::metrics::record_provider_call(provider, result.is_ok(), started.elapsed());
         result
     }
