@@ -312,16 +312,7 @@ pub async fn list_deployments(
     query: web::Query<ListQuery>,
 ) -> ApiResult<HttpResponse> {
     let query = query.into_inner();
-    let page_size = match query.limit {
-        None => 0,
-        Some(n @ 1..=100) => n as i32,
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "limit",
-                "must be between 1 and 100",
-            ));
-        }
-    };
+    let page_size = crate::routes::page_size(query.limit)?;
     let message = pb::ListDeploymentsRequest {
         project_id: query.project_id.filter(|p| !p.is_empty()),
         page_size,

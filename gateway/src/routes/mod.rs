@@ -125,6 +125,19 @@ fn path_error(e: PathError) -> ApiError {
     ApiError::bad_request(format!("invalid path: {e}"))
 }
 
+/// The gRPC page size for a `limit` query value: 0 (the service's default) when absent, else
+/// 1 to 100.
+pub fn page_size(limit: Option<i64>) -> Result<i32, ApiError> {
+    match limit {
+        None => Ok(0),
+        Some(n @ 1..=100) => Ok(n as i32),
+        Some(_) => Err(ApiError::invalid_field(
+            "limit",
+            "must be between 1 and 100",
+        )),
+    }
+}
+
 /// Formats Unix milliseconds as RFC 3339.
 pub fn timestamp(ms: i64) -> String {
     use time::format_description::well_known::Rfc3339;

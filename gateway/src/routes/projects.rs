@@ -258,16 +258,7 @@ pub async fn list_projects(
     query: web::Query<ListQuery>,
 ) -> ApiResult<HttpResponse> {
     let query = query.into_inner();
-    let page_size = match query.limit {
-        None => 0,
-        Some(n @ 1..=100) => n as i32,
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "limit",
-                "must be between 1 and 100",
-            ));
-        }
-    };
+    let page_size = crate::routes::page_size(query.limit)?;
     let message = pb::ListProjectsRequest {
         page_size,
         page_token: query.cursor.unwrap_or_default(),
