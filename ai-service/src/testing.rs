@@ -82,6 +82,11 @@ impl FakeProvider {
     /// Starts the fake on a free loopback port.
     pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
+        Self::start_on(listener)
+    }
+
+    /// Starts the fake on `listener` (the fake-providers server binds a configured address).
+    pub fn start_on(listener: TcpListener) -> Self {
         let addr = listener.local_addr().expect("fake addr");
         let state = Arc::new(State::default());
         *state.text.lock().unwrap() = DEFAULT_TEXT.to_string();

@@ -10,18 +10,9 @@
 //! Run: `cargo run --release -p deploy-service --example deploy_bench -- [deployments] [runs]`
 //! (defaults 1000 and 10). Set `BENCH_DATABASE_URL=postgres://…` to use PostgreSQL.
 
-#[allow(dead_code)]
-#[path = "../tests/deploy/fake.rs"]
-mod fake;
-#[allow(dead_code)]
-#[path = "../tests/deploy/fake_netlify.rs"]
-mod fake_netlify;
-#[allow(dead_code)]
-#[path = "../tests/deploy/fake_railway.rs"]
-mod fake_railway;
-#[allow(dead_code)]
-#[path = "../tests/deploy/fake_vercel.rs"]
-mod fake_vercel;
+use fake_providers::netlify as fake_netlify;
+use fake_providers::railway as fake_railway;
+use fake_providers::vercel as fake_vercel;
 
 use std::time::{Duration, Instant};
 

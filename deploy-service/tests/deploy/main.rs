@@ -1,11 +1,12 @@
 //! deploy-service integration tests: the real deploy-service and project-service in-process on
 //! loopback ports, fake Vercel, Netlify and Railway HTTP servers speaking their documented
-//! protocols, gRPC over the socket, SQLite and PostgreSQL.
+//! protocols (the `fake-providers` crate), gRPC over the socket, SQLite and PostgreSQL.
 
-mod fake;
-mod fake_netlify;
-mod fake_railway;
-mod fake_vercel;
+use fake_providers::netlify as fake_netlify;
+use fake_providers::railway as fake_railway;
+use fake_providers::server as fake;
+use fake_providers::vercel as fake_vercel;
+
 mod helpers;
 
 mod access;

@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::fake::{FakeServer, Script, bearer, new_id, sha1_hex};
+use crate::server::{FakeServer, Script, bearer, new_id, sha1_hex};
 
 pub const TOKEN: &str = "netlify-test-token-s3cr3t";
 

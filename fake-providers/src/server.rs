@@ -1,6 +1,6 @@
-//! What the three fake providers share: an actix-web server on its own thread bound to
-//! 127.0.0.1:0, a record of every request received, scripted failures, and a "hold" switch that
-//! keeps deployments in progress until a test releases them.
+//! What the three fake providers share: an actix-web server on its own thread (bound to
+//! 127.0.0.1:0 for a test, or to a given listener), a record of every request received, scripted
+//! failures, and a "hold" switch that keeps deployments in progress until a test releases them.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -71,12 +71,17 @@ impl<S> Drop for FakeServer<S> {
 pub type Handler<S> = fn(&HttpRequest, &Bytes, &mut S, &Script) -> HttpResponse;
 
 impl<S: Send + 'static> FakeServer<S> {
-    /// Starts a fake whose every request goes to `handler`.
+    /// Starts a fake on a free loopback port whose every request goes to `handler`.
     pub fn start(state: S, handler: Handler<S>) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake");
+        Self::start_on(listener, state, handler)
+    }
+
+    /// Starts a fake on `listener` whose every request goes to `handler`.
+    pub fn start_on(listener: std::net::TcpListener, state: S, handler: Handler<S>) -> Self {
         let state = Arc::new(Mutex::new(state));
         let script = Arc::new(Mutex::new(Script::default()));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake");
-        let addr = listener.local_addr().unwrap();
+        let addr = listener.local_addr().expect("fake addr");
         let (tx, rx) = std::sync::mpsc::channel();
         let (state2, script2) = (state.clone(), script.clone());
         std::thread::spawn(move || {

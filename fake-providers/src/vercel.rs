@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::fake::{FakeServer, Script, bearer, new_id, sha1_hex};
+use crate::server::{FakeServer, Script, bearer, new_id, sha1_hex};
 
 pub const TOKEN: &str = "vercel-test-token-s3cr3t";
 
@@ -52,7 +52,8 @@ fn object(d: &Deployment) -> Value {
     })
 }
 
-fn handle(
+/// Answers one request as Vercel would (the handler of [`start`]).
+pub fn handle(
     req: &HttpRequest,
     body: &Bytes,
     state: &mut VercelState,

@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::fake::{FakeServer, Script, bearer};
+use crate::server::{FakeServer, Script, bearer};
 
 pub const TOKEN: &str = "railway-test-token-s3cr3t";
 pub const PROJECT: &str = "prj-railway-1";
