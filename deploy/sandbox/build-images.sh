@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the sandbox runtime image (Python 3, Node.js, Bash) that sandbox-service runs code in.
 #
-#   bash deploy/sandbox/build-images.sh            # builds $SANDBOX_IMAGE when it is missing
-#   FORCE=1 bash deploy/sandbox/build-images.sh    # rebuilds it
+#   bash deploy/sandbox/build-images.sh            # builds $SANDBOX_IMAGE when missing or stale
+#   FORCE=1 bash deploy/sandbox/build-images.sh    # rebuilds it (and the local base)
 #
 # Environment:
 #   SANDBOX_IMAGE        tag to build (default autocrea/sandbox-runtime:1; the service reads the same variable)
@@ -12,7 +12,9 @@
 #                        sources.list, so no mirror is hard-coded here)
 #   SANDBOX_SUITE        Debian suite (default bookworm)
 #
-# Idempotent and fast when the image exists: it only runs `docker image inspect`.
+# Idempotent and fast when the image is up to date: it only runs `docker image inspect`. An image
+# is up to date when its org.autocrea.sandbox.content label holds the hash of this directory's
+# files (Dockerfile, supervisor, runners); any change to them rebuilds it.
 set -euo pipefail
 
 IMAGE=${SANDBOX_IMAGE:-autocrea/sandbox-runtime:1}
@@ -26,8 +28,10 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if [ "${FORCE:-0}" != 1 ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
-    log "$IMAGE already present"
+CONTENT=$(cd "$HERE" && cat Dockerfile supervisor.py runner.js stats | sha256sum | cut -c1-16)
+if [ "${FORCE:-0}" != 1 ] \
+    && [ "$(docker image inspect -f '{{index .Config.Labels "org.autocrea.sandbox.content"}}' "$IMAGE" 2>/dev/null)" = "$CONTENT" ]; then
+    log "$IMAGE already present and up to date"
     exit 0
 fi
 
@@ -88,7 +92,7 @@ fi
 # The classic builder resolves FROM against local images without contacting a registry.
 export DOCKER_BUILDKIT=0
 log "building $IMAGE from $BASE"
-first=$(docker build -q --build-arg "BASE_IMAGE=$BASE" -t "$IMAGE" "$HERE" 2>/dev/null)
+first=$(docker build -q --build-arg "BASE_IMAGE=$BASE" --build-arg "CONTENT=$CONTENT" -t "$IMAGE" "$HERE" 2>/dev/null)
 
 # Measure the interpreter versions of the built image and record them as labels (second build is
 # cached up to the LABEL layer).
@@ -97,7 +101,7 @@ versions=$(docker run --rm --network none "$IMAGE" \
 py=$(sed -n 1p <<<"$versions")
 node=$(sed -n 2p <<<"$versions")
 bash_v=$(sed -n 3p <<<"$versions")
-docker build -q --build-arg "BASE_IMAGE=$BASE" \
+docker build -q --build-arg "BASE_IMAGE=$BASE" --build-arg "CONTENT=$CONTENT" \
     --build-arg "PYTHON_VERSION=$py" --build-arg "NODE_VERSION=$node" --build-arg "BASH_VERSION=$bash_v" \
     -t "$IMAGE" "$HERE" >/dev/null 2>&1
 # The first build is now untagged; drop it unless the label build changed nothing.

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use service_runtime::config::{ConfigError, listen_addr, optional, parse_or};
 
+use crate::language::Language;
+
 /// Default tag of the runtime image, built by `deploy/sandbox/build-images.sh`.
 pub const DEFAULT_IMAGE: &str = "autocrea/sandbox-runtime:1";
 
@@ -30,9 +32,12 @@ pub struct Config {
     pub limits: Limits,
     /// Largest `timeoutMs` a request may ask for (`SANDBOX_MAX_TIMEOUT_MS`, default 60000).
     pub max_timeout: Duration,
-    /// Started, idle containers kept ready (`SANDBOX_POOL_SIZE`, default 2; 0 disables the pool).
-    /// All built-in languages share one runtime image, so one pool serves them all.
+    /// Started, idle containers kept ready per language, each with its interpreter already
+    /// running (`SANDBOX_POOL_SIZE`, default 2; 0 disables the pools).
     pub pool_size: usize,
+    /// Per-language sizes that replace `pool_size` (`SANDBOX_POOL_SIZES`, e.g.
+    /// `python=4,javascript=4,bash=1`).
+    pub pool_sizes: Vec<(String, usize)>,
     /// Runs executing at once (`SANDBOX_MAX_CONCURRENT_RUNS`, default twice the CPU count).
     pub max_concurrent_runs: usize,
     /// Runs allowed to wait for a slot (`SANDBOX_QUEUE_LIMIT`, default 64); beyond it requests get
@@ -117,6 +122,7 @@ impl Default for Config {
             limits: Limits::default(),
             max_timeout: Duration::from_secs(60),
             pool_size: 2,
+            pool_sizes: Vec::new(),
             max_concurrent_runs: cpus * 2,
             queue_limit: 64,
             request_limits: RequestLimits::default(),
@@ -148,6 +154,7 @@ impl Config {
             limits,
             max_timeout: millis("SANDBOX_MAX_TIMEOUT_MS", d.max_timeout)?,
             pool_size: parse_or("SANDBOX_POOL_SIZE", d.pool_size)?,
+            pool_sizes: pool_sizes("SANDBOX_POOL_SIZES")?,
             max_concurrent_runs: positive("SANDBOX_MAX_CONCURRENT_RUNS", d.max_concurrent_runs)?,
             queue_limit: parse_or("SANDBOX_QUEUE_LIMIT", d.queue_limit)?,
             request_limits: RequestLimits {
@@ -172,6 +179,44 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+impl Config {
+    /// The warm pool size of `language`.
+    pub fn pool_size_for(&self, language: &Language) -> usize {
+        self.pool_sizes
+            .iter()
+            .find(|(name, _)| Language::find(name).is_some_and(|l| l.name == language.name))
+            .map_or(self.pool_size, |&(_, n)| n)
+    }
+}
+
+fn pool_sizes(name: &str) -> Result<Vec<(String, usize)>, ConfigError> {
+    let Some(raw) = optional(name) else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| {
+            let (language, size) = part.split_once('=').ok_or_else(|| {
+                ConfigError::new(name, format!("expected language=size pairs, got {part:?}"))
+            })?;
+            let language = Language::find(language).ok_or_else(|| {
+                ConfigError::new(
+                    name,
+                    format!(
+                        "unknown language {language:?}; supported: {}",
+                        Language::supported()
+                    ),
+                )
+            })?;
+            let size = size
+                .trim()
+                .parse()
+                .map_err(|e| ConfigError::new(name, format!("cannot parse {size:?}: {e}")))?;
+            Ok((language.name.to_string(), size))
+        })
+        .collect()
 }
 
 fn positive<T>(name: &str, default: T) -> Result<T, ConfigError>

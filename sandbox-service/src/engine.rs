@@ -1,38 +1,52 @@
-//! The Docker engine as the sandbox uses it: hardened single-use containers, execs in them,
-//! cgroup counters, and removal of everything labelled with this instance.
+//! The Docker engine as the sandbox uses it: hardened single-use containers whose main process is
+//! the runtime image's supervisor, attached to before they start; their exit, cgroup counters,
+//! and removal of everything labelled with this instance. Every engine call of a run is a
+//! `docker.*` span, a child of the run's span.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::container::LogOutput;
-use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::exec::StartExecResults;
 use bollard::models::{
     ContainerCreateBody, ExecConfig, HostConfig, HostConfigLogConfig, ResourcesUlimits,
 };
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
 use futures::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::language::Language;
+use crate::runner::RunnerContainer;
 
 /// Label on every container the sandbox creates.
 pub const LABEL: &str = "org.autocrea.sandbox";
 /// Label naming the service instance that owns a container.
 pub const OWNER_LABEL: &str = "org.autocrea.sandbox.owner";
+/// Image label naming the version of the supervisor protocol the image speaks.
+pub const PROTOCOL_LABEL: &str = "org.autocrea.sandbox.protocol";
+/// The protocol version this service speaks (`deploy/sandbox/supervisor.py`).
+pub const PROTOCOL_VERSION: &str = "2";
 /// Work directory of the program, a tmpfs.
 pub const WORK_DIR: &str = "/work";
-/// Fixed script of the image that unpacks the archive and starts the program.
-const RUN_SCRIPT: &str = "/opt/autocrea/run";
+/// The image's supervisor, main process of every container.
+const SUPERVISOR: &str = "/opt/autocrea/supervisor.py";
 /// Fixed script of the image that prints the cgroup counters.
 const STATS_SCRIPT: &str = "/opt/autocrea/stats";
 /// Longest time a stats exec may take before the run reports no counters.
 const STATS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Output of a running exec, demultiplexed.
-pub type ExecOutput =
+/// Output of an attached container or exec, demultiplexed.
+pub type AttachOutput =
     std::pin::Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+/// Stdin of an attached container.
+pub type AttachInput = std::pin::Pin<Box<dyn AsyncWrite + Send>>;
 
 /// cgroup counters of one container.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,8 +80,9 @@ impl ContainerEngine {
         Ok(Self { docker, config })
     }
 
-    /// Checks that the engine answers and the runtime image is present; returns the image's
-    /// labels (interpreter versions) or the reason the sandbox cannot run.
+    /// Checks that the engine answers and the runtime image is present and speaks this
+    /// service's protocol; returns the image's labels (interpreter versions) or the reason the
+    /// sandbox cannot run.
     pub async fn probe(&self) -> std::result::Result<HashMap<String, String>, String> {
         // Negotiation lowers the API version for older engines; clones share the version.
         self.docker
@@ -81,11 +96,73 @@ impl ContainerEngine {
                 self.config.image
             )
         })?;
-        Ok(image.config.and_then(|c| c.labels).unwrap_or_default())
+        let labels = image.config.and_then(|c| c.labels).unwrap_or_default();
+        if labels.get(PROTOCOL_LABEL).map(String::as_str) != Some(PROTOCOL_VERSION) {
+            return Err(format!(
+                "runtime image {} is outdated (supervisor protocol {:?}, this service needs {PROTOCOL_VERSION}); rebuild it with `bash deploy/sandbox/build-images.sh`",
+                self.config.image,
+                labels.get(PROTOCOL_LABEL)
+            ));
+        }
+        Ok(labels)
     }
 
-    /// Creates and starts a hardened idle container for one run.
-    pub async fn create_started(&self) -> Result<String> {
+    /// Creates a hardened container for one run of `language`, attaches to its stdin, stdout
+    /// and stderr, starts it and waits until its interpreter is ready. The container is removed
+    /// again when any step fails.
+    pub async fn start_runner(
+        &self,
+        language: &'static Language,
+        ready_timeout: Duration,
+    ) -> Result<RunnerContainer> {
+        let id = self.create(language).await?;
+        let prepared = async {
+            let attached = self
+                .docker
+                .attach_container(
+                    &id,
+                    Some(
+                        AttachContainerOptionsBuilder::default()
+                            .stdin(true)
+                            .stdout(true)
+                            .stderr(true)
+                            .stream(true)
+                            .logs(false)
+                            .build(),
+                    ),
+                )
+                .instrument(tracing::info_span!("docker.attach"))
+                .await
+                .map_err(Error::docker("attach container"))?;
+            self.docker
+                .start_container(
+                    &id,
+                    None::<bollard::query_parameters::StartContainerOptions>,
+                )
+                .instrument(tracing::info_span!("docker.start"))
+                .await
+                .map_err(Error::docker("start container"))?;
+            let mut runner =
+                RunnerContainer::new(id.clone(), language, attached.output, attached.input);
+            match tokio::time::timeout(ready_timeout, runner.ready())
+                .instrument(tracing::info_span!("sandbox.ready"))
+                .await
+            {
+                Ok(ready) => ready.map(|()| runner),
+                Err(_) => Err(Error::Unavailable(format!(
+                    "the {} runner did not start within {ready_timeout:?}",
+                    language.name
+                ))),
+            }
+        }
+        .await;
+        if prepared.is_err() {
+            self.remove(&id).await;
+        }
+        prepared
+    }
+
+    async fn create(&self, language: &'static Language) -> Result<String> {
         let c = &self.config;
         let l = &c.limits;
         let tmpfs_options = format!("rw,nosuid,nodev,size={},mode=1777", l.tmpfs_bytes);
@@ -113,7 +190,7 @@ impl ContainerEngine {
                 ulimit("fsize", l.file_size_bytes),
                 ulimit("core", 0),
             ]),
-            // A tiny init as PID 1 reaps the orphans a program leaves behind.
+            // A tiny init as PID 1: signals, and the container ends when the supervisor does.
             init: Some(true),
             // Nothing the container prints goes to the engine's log files.
             log_config: Some(HostConfigLogConfig {
@@ -125,10 +202,21 @@ impl ContainerEngine {
         };
         let body = ContainerCreateBody {
             image: Some(c.image.clone()),
-            cmd: Some(vec!["sleep".to_string(), "infinity".to_string()]),
+            cmd: Some(vec![
+                "python3".to_string(),
+                SUPERVISOR.to_string(),
+                language.name.to_string(),
+            ]),
             user: Some(c.user.clone()),
             working_dir: Some(WORK_DIR.to_string()),
             network_disabled: Some(true),
+            // The run and the program's stdin arrive on stdin; closing it ends the program's input.
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            open_stdin: Some(true),
+            stdin_once: Some(true),
+            tty: Some(false),
             // Only what the interpreters need: nothing of the service's own environment.
             env: Some(vec![
                 "PATH=/usr/local/bin:/usr/bin:/bin".to_string(),
@@ -147,6 +235,7 @@ impl ContainerEngine {
         let created = self
             .docker
             .create_container(None::<bollard::query_parameters::CreateContainerOptions>, body)
+            .instrument(tracing::info_span!("docker.create"))
             .await
             .map_err(|e| match e {
                 bollard::errors::Error::DockerResponseServerError {
@@ -157,95 +246,80 @@ impl ContainerEngine {
                 )),
                 other => Error::docker("create container")(other),
             })?;
-        if let Err(e) = self
-            .docker
-            .start_container(
-                &created.id,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
-            .await
-        {
-            self.remove(&created.id).await;
-            return Err(Error::docker("start container")(e));
-        }
         Ok(created.id)
     }
 
-    /// Starts `cmd` in `container` behind the image's `run` script, sends `archive` on its
-    /// stdin, and returns the exec id and its output.
-    pub async fn start_program(
-        &self,
-        container: &str,
-        archive: &[u8],
-        cmd: Vec<String>,
-    ) -> Result<(String, ExecOutput)> {
-        let mut full = vec![RUN_SCRIPT.to_string(), archive.len().to_string()];
-        full.extend(cmd);
-        let exec = self
+    /// The exit code of a container once it has stopped, from the engine.
+    pub async fn wait_exit(&self, container: &str) -> Option<i64> {
+        let options = WaitContainerOptionsBuilder::default()
+            .condition("not-running")
+            .build();
+        let first = self
             .docker
-            .create_exec(
-                container,
-                ExecConfig {
-                    attach_stdin: Some(true),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    tty: Some(false),
-                    cmd: Some(full),
-                    user: Some(self.config.user.clone()),
-                    working_dir: Some(WORK_DIR.to_string()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(Error::docker("create exec"))?;
-        let started = self
-            .docker
-            .start_exec(
-                &exec.id,
-                Some(StartExecOptions {
-                    detach: false,
-                    tty: false,
-                    output_capacity: Some(64 * 1024),
-                }),
-            )
-            .await
-            .map_err(Error::docker("start exec"))?;
-        let StartExecResults::Attached { output, mut input } = started else {
-            return Err(Error::Unavailable(
-                "the engine detached an attached exec".into(),
-            ));
-        };
-        // The script reads exactly the archive's length, so stdin need not be closed; writing
-        // happens in the background because a large archive may exceed the pipe buffer.
-        let archive = archive.to_vec();
-        tokio::spawn(async move {
-            if write_all(&mut input, &archive).await.is_err() {
-                tracing::debug!("exec stdin closed before the archive was written");
+            .wait_container(container, Some(options))
+            .next()
+            .instrument(tracing::info_span!("docker.wait"))
+            .await;
+        match first {
+            Some(Ok(response)) => Some(response.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Some(code),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the exit code of a run");
+                None
             }
-        });
-        Ok((exec.id, output))
+            None => None,
+        }
     }
 
-    /// Whether the exec is still running, and its exit code once it is not.
-    pub async fn exec_state(&self, exec_id: &str) -> Result<(bool, Option<i64>)> {
-        let inspect = self
-            .docker
-            .inspect_exec(exec_id)
+    /// Whether the engine saw the OOM killer act in `container`.
+    pub async fn oom_killed(&self, container: &str) -> bool {
+        self.docker
+            .inspect_container(
+                container,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .instrument(tracing::info_span!("docker.inspect"))
             .await
-            .map_err(Error::docker("inspect exec"))?;
-        Ok((inspect.running.unwrap_or(false), inspect.exit_code))
+            .ok()
+            .and_then(|c| c.state)
+            .and_then(|s| s.oom_killed)
+            .unwrap_or(false)
     }
 
-    /// Reads the container's cgroup counters: from the host's cgroup filesystem when the
-    /// engine runs on this host (no round trip), otherwise through the image's `stats` script.
-    /// Counters that cannot be read (for instance when the process limit leaves no room for the
-    /// script) are `None`.
+    /// Kills every process of `container` at once (it is removed later).
+    pub async fn kill(&self, container: &str) {
+        let options = KillContainerOptionsBuilder::default()
+            .signal("KILL")
+            .build();
+        match self
+            .docker
+            .kill_container(container, Some(options))
+            .instrument(tracing::info_span!("docker.kill"))
+            .await
+        {
+            Ok(()) => {}
+            // 404: gone already; 409: not running any more.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => {}
+            Err(e) => tracing::warn!(container, error = %e, "cannot kill sandbox container"),
+        }
+    }
+
+    /// Reads the container's cgroup counters while it runs: from the host's cgroup filesystem
+    /// when the engine runs on this host (no round trip), otherwise through the image's `stats`
+    /// script. Counters that cannot be read (for instance when the process limit leaves no room
+    /// for the script) are `None`.
     pub async fn stats(&self, container: &str) -> CgroupStats {
         let id = container.to_string();
         if let Ok(Some(stats)) = tokio::task::spawn_blocking(move || host_cgroup_stats(&id)).await {
             return stats;
         }
-        match tokio::time::timeout(STATS_TIMEOUT, self.read_stats(container)).await {
+        match tokio::time::timeout(STATS_TIMEOUT, self.read_stats(container))
+            .instrument(tracing::info_span!("docker.exec"))
+            .await
+        {
             Ok(Ok(stats)) => stats,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "cannot read cgroup counters");
@@ -293,7 +367,12 @@ impl ContainerEngine {
             .force(true)
             .v(true)
             .build();
-        match self.docker.remove_container(container, Some(options)).await {
+        match self
+            .docker
+            .remove_container(container, Some(options))
+            .instrument(tracing::info_span!("docker.remove"))
+            .await
+        {
             Ok(()) => {}
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
@@ -333,12 +412,11 @@ impl ContainerEngine {
     }
 }
 
-async fn write_all(
-    input: &mut std::pin::Pin<Box<dyn AsyncWrite + Send>>,
-    data: &[u8],
-) -> std::io::Result<()> {
+/// Writes `data` and closes the stream (the container's stdin then ends).
+pub async fn write_and_close(input: &mut AttachInput, data: &[u8]) -> std::io::Result<()> {
     input.write_all(data).await?;
-    input.flush().await
+    input.flush().await?;
+    input.shutdown().await
 }
 
 /// The counters of `container` read from this host's cgroup filesystem, when its cgroup is there

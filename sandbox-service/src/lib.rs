@@ -4,11 +4,12 @@
 //! Every run gets a fresh container (from a warm pool of started idle ones, or created on the
 //! spot) with a read-only root filesystem, size-capped tmpfs work directory, no network, no
 //! capabilities, a non-root user, memory/CPU/pids/ulimit limits, an output cap and a wall-clock
-//! limit; the container is removed after the run whatever happened. The code travels as a tar
-//! archive on the stdin of an exec of a fixed script in the image (`deploy/sandbox/run`), so no
-//! request field is ever parsed by a shell.
+//! limit; the container is removed after the run whatever happened. A container's main process is
+//! the image's supervisor (`deploy/sandbox/supervisor.py`), which starts the language's
+//! interpreter before any run arrives; the code, arguments and stdin travel on the container's
+//! stdin as length-prefixed data (see [`protocol`]), so no request field is ever parsed by a
+//! shell.
 
-pub mod archive;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -16,7 +17,9 @@ pub mod language;
 pub mod metrics;
 pub mod output;
 pub mod pool;
+pub mod protocol;
 pub mod request;
+pub mod runner;
 pub mod sandbox;
 
 use std::future::Future;

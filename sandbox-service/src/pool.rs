@@ -1,72 +1,97 @@
-//! Warm pool: started, idle containers waiting for a run, so a run pays only for an exec. Each
-//! container serves exactly one run and is then destroyed; a background task refills the pool.
+//! Warm pools, one per language: started containers whose supervisor has its interpreter
+//! running and waits for a run, so a run pays only for writing its code and running it. Each
+//! container serves exactly one run and is then destroyed; a background task per language
+//! refills its pool. When a burst empties a pool, runs create their container on the spot.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::engine::ContainerEngine;
+use crate::language::{LANGUAGES, Language};
+use crate::runner::RunnerContainer;
 
-/// Idle containers of the runtime image, at most `size` of them.
+/// How long a new container may take to have its interpreter ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Idle containers per language, at most the configured size of each.
 #[derive(Debug)]
 pub struct WarmPool {
-    ready: Mutex<Option<mpsc::Receiver<String>>>,
-    filler: Mutex<Option<JoinHandle<()>>>,
+    ready: Mutex<HashMap<&'static str, mpsc::Receiver<RunnerContainer>>>,
+    fillers: Mutex<Vec<JoinHandle<()>>>,
     stop: CancellationToken,
 }
 
 impl WarmPool {
-    /// A pool that never holds anything (size 0).
+    /// A pool that never holds anything.
     pub fn disabled() -> Self {
         Self {
-            ready: Mutex::new(None),
-            filler: Mutex::new(None),
+            ready: Mutex::new(HashMap::new()),
+            fillers: Mutex::new(Vec::new()),
             stop: CancellationToken::new(),
         }
     }
 
-    /// A pool of `size` containers, filled by a background task until [`WarmPool::stop`].
-    pub fn start(engine: ContainerEngine, size: usize) -> Self {
-        if size == 0 {
-            return Self::disabled();
+    /// Pools of `size(language)` containers each, filled by background tasks until
+    /// [`WarmPool::stop`].
+    pub fn start(engine: ContainerEngine, size: impl Fn(&Language) -> usize) -> Self {
+        let pool = Self::disabled();
+        let mut ready = HashMap::new();
+        let mut fillers = Vec::new();
+        for language in LANGUAGES {
+            let n = size(language);
+            if n == 0 {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(n);
+            ready.insert(language.name, rx);
+            let span = tracing::info_span!("sandbox.pool_fill", language = language.name);
+            fillers.push(tokio::spawn(
+                fill(engine.clone(), language, tx, pool.stop.clone()).instrument(span),
+            ));
         }
-        let stop = CancellationToken::new();
-        let (tx, rx) = mpsc::channel(size);
-        let filler = tokio::spawn(fill(engine, tx, stop.clone()));
-        Self {
-            ready: Mutex::new(Some(rx)),
-            filler: Mutex::new(Some(filler)),
-            stop,
-        }
+        *pool.ready.lock().unwrap_or_else(|e| e.into_inner()) = ready;
+        *pool.fillers.lock().unwrap_or_else(|e| e.into_inner()) = fillers;
+        pool
     }
 
-    /// Stops refilling and waits for the filler to finish; the idle containers stay for the
-    /// caller's sweep to remove.
+    /// Stops refilling and waits for the fillers; the idle containers are dropped (their
+    /// supervisors see stdin close and exit) and left for the caller's sweep to remove.
     pub async fn stop(&self) {
         self.stop.cancel();
-        let filler = self.filler.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(filler) = filler {
+        let fillers = std::mem::take(&mut *self.fillers.lock().unwrap_or_else(|e| e.into_inner()));
+        for filler in fillers {
             let _ = filler.await;
         }
+        self.ready.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    /// An idle container, if one is ready; the pool refills itself.
-    pub fn take(&self) -> Option<String> {
+    /// An idle container for `language`, if one is ready; the pool refills itself.
+    pub fn take(&self, language: &Language) -> Option<RunnerContainer> {
         let mut guard = self.ready.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_mut().and_then(|rx| rx.try_recv().ok())
+        guard
+            .get_mut(language.name)
+            .and_then(|rx| rx.try_recv().ok())
     }
 
-    /// How many containers are ready now.
+    /// How many containers are ready now, over all languages.
     pub fn ready(&self) -> usize {
         let guard = self.ready.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().map_or(0, mpsc::Receiver::len)
+        guard.values().map(mpsc::Receiver::len).sum()
     }
 }
 
-async fn fill(engine: ContainerEngine, tx: mpsc::Sender<String>, stop: CancellationToken) {
+async fn fill(
+    engine: ContainerEngine,
+    language: &'static Language,
+    tx: mpsc::Sender<RunnerContainer>,
+    stop: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
         // Reserve a slot first, so the pool never holds more than its size.
@@ -78,21 +103,21 @@ async fn fill(engine: ContainerEngine, tx: mpsc::Sender<String>, stop: Cancellat
             },
         };
         // Not cancelled midway: a container the engine is creating must be known, to be removed.
-        let created = engine.create_started().await;
+        let started = engine.start_runner(language, READY_TIMEOUT).await;
         if stop.is_cancelled() {
-            if let Ok(id) = created {
-                engine.remove(&id).await;
+            if let Ok(runner) = started {
+                engine.remove(&runner.id).await;
             }
             return;
         }
-        match created {
-            Ok(id) => {
+        match started {
+            Ok(runner) => {
                 backoff = Duration::from_millis(200);
-                permit.send(id);
+                permit.send(runner);
             }
             Err(e) => {
                 drop(permit);
-                tracing::warn!(error = %e, "cannot create a warm sandbox container; retrying");
+                tracing::warn!(error = %e, "cannot start a warm sandbox container; retrying");
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(backoff) => {}

@@ -14,7 +14,7 @@ use crate::language::Language;
 pub const MAX_FILE_NAME_LEN: usize = 100;
 /// Longest single command-line argument.
 pub const MAX_ARG_LEN: usize = 4096;
-/// Name of the archive member carrying stdin; user files may not use the prefix.
+/// Prefix of names the sandbox reserves for itself; user files may not use it.
 pub const RESERVED_PREFIX: &str = ".autocrea";
 
 /// A validated file name: relative, made of `[A-Za-z0-9._-]` components separated by `/`, no

@@ -1,5 +1,6 @@
-//! The sandbox: admission (bounded queue), one container per run from the warm pool or fresh,
-//! the run itself under the wall-clock and output limits, counters, and removal afterwards.
+//! The sandbox: admission (bounded queue), one container per run from the language's warm pool
+//! or fresh, the run itself under the wall-clock and output limits, counters, and removal
+//! afterwards.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,27 +8,22 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use autocrea_proto::sandbox::v1 as pb;
-use bollard::container::LogOutput;
-use futures::StreamExt;
 use tokio::sync::{Semaphore, mpsc};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
-use crate::archive;
 use crate::config::Config;
 use crate::engine::{CgroupStats, ContainerEngine};
 use crate::error::{Error, Result};
-use crate::language::LANGUAGES;
+use crate::language::{LANGUAGES, Language};
 use crate::output::{Capture, Stream, signal_name};
-use crate::pool::WarmPool;
+use crate::pool::{READY_TIMEOUT, WarmPool};
+use crate::protocol::{self, Trailer};
 use crate::request::RunSpec;
+use crate::runner::{Piece, RunnerContainer};
 
-/// How long output may keep flowing after the program exited (a background child can hold the
-/// pipes open forever; its output after that is dropped with the container).
-const EXIT_GRACE: Duration = Duration::from_millis(100);
-/// How often a running program is checked for having exited while its pipes stay open.
-const EXIT_POLL: Duration = Duration::from_millis(200);
 /// Events buffered for a slow streaming client before the run waits for it.
 const EVENT_BUFFER: usize = 64;
 
@@ -79,7 +75,17 @@ impl Drop for Ticket {
 /// How the program's run ended, as far as the service saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
+    /// The supervisor reported the end of the program.
+    Reported(Trailer),
+    /// The container's output ended without a report (the program killed its supervisor).
     Exited,
+    /// The service stopped the run.
+    Stopped(Stop),
+}
+
+/// Why the service stopped a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
     TimedOut,
     Truncated,
     ClientGone,
@@ -121,9 +127,10 @@ impl Sandbox {
                             tracing::warn!(error = %e, "cannot sweep orphaned sandbox containers")
                         }
                     }
-                    let _ = self
-                        .pool
-                        .set(WarmPool::start(engine.clone(), self.config.pool_size));
+                    let config = self.config.clone();
+                    let _ = self.pool.set(WarmPool::start(engine.clone(), move |l| {
+                        config.pool_size_for(l)
+                    }));
                 }
                 let versions = LANGUAGES
                     .iter()
@@ -212,14 +219,24 @@ impl Sandbox {
         let ticket = Ticket(self.admitted.clone());
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let this = self.clone();
-        self.runs.spawn(async move {
-            let _ticket = ticket;
-            let Ok(_slot) = this.slots.clone().acquire_owned().await else {
-                let _ = tx.send(RunEvent::Failed(Error::ShuttingDown)).await;
-                return;
-            };
-            this.run(engine, spec, version, stream, tx).await;
-        });
+        // A child of the caller's request span: every engine call of the run appears under it.
+        let span = tracing::info_span!(
+            "sandbox.run",
+            language = spec.language.name,
+            pooled = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        self.runs.spawn(
+            async move {
+                let _ticket = ticket;
+                let Ok(_slot) = this.slots.clone().acquire_owned().await else {
+                    let _ = tx.send(RunEvent::Failed(Error::ShuttingDown)).await;
+                    return;
+                };
+                this.run(engine, spec, version, stream, tx).await;
+            }
+            .instrument(span),
+        );
         Ok(rx)
     }
 
@@ -242,12 +259,16 @@ impl Sandbox {
         }
     }
 
-    /// A container for one run and whether it came from the warm pool.
-    async fn acquire_container(&self, engine: &ContainerEngine) -> Result<(String, bool)> {
-        if let Some(id) = self.pool.get().and_then(WarmPool::take) {
-            return Ok((id, true));
+    /// A container for one run of `language` and whether it came from the warm pool.
+    async fn acquire_container(
+        &self,
+        engine: &ContainerEngine,
+        language: &'static Language,
+    ) -> Result<(RunnerContainer, bool)> {
+        if let Some(runner) = self.pool.get().and_then(|p| p.take(language)) {
+            return Ok((runner, true));
         }
-        Ok((engine.create_started().await?, false))
+        Ok((engine.start_runner(language, READY_TIMEOUT).await?, false))
     }
 
     async fn run(
@@ -258,26 +279,29 @@ impl Sandbox {
         stream: bool,
         tx: mpsc::Sender<RunEvent>,
     ) {
-        let (mut container, pooled) = match self.acquire_container(&engine).await {
+        let (mut runner, pooled) = match self.acquire_container(&engine, spec.language).await {
             Ok(acquired) => acquired,
             Err(e) => {
                 let _ = tx.send(RunEvent::Failed(e)).await;
                 return;
             }
         };
+        tracing::Span::current().record("pooled", pooled);
+        let mut container = runner.id.clone();
         let mut result = self
-            .run_in(&engine, &container, &spec, version.clone(), stream, &tx)
+            .run_in(&engine, runner, &spec, version.clone(), stream, &tx)
             .await;
         // An idle container can die while it waits (engine restart, external kill); the program
         // did not start then (run_in fails only before it does), so it gets a fresh container.
         if pooled && result.is_err() {
             tracing::warn!("a warm container could not start the program; using a fresh one");
             engine.remove(&container).await;
-            match engine.create_started().await {
-                Ok(id) => {
-                    container = id;
+            match engine.start_runner(spec.language, READY_TIMEOUT).await {
+                Ok(fresh) => {
+                    runner = fresh;
+                    container = runner.id.clone();
                     result = self
-                        .run_in(&engine, &container, &spec, version, stream, &tx)
+                        .run_in(&engine, runner, &spec, version, stream, &tx)
                         .await;
                 }
                 Err(e) => {
@@ -294,6 +318,7 @@ impl Sandbox {
             Ok(r) => ("exit_nonzero", Some(r.duration_ms)),
             Err(_) => ("failed", None),
         };
+        tracing::Span::current().record("outcome", outcome);
         crate::metrics::record_run(
             spec.language.name,
             outcome,
@@ -311,52 +336,44 @@ impl Sandbox {
         engine.remove(&container).await;
     }
 
-    /// Runs the program in `container`. Errors happen only before the program starts; once it
-    /// has, everything (exit, crash, time, output) is a result.
+    /// Runs the program in `runner`'s container. Errors happen only before the program starts;
+    /// once it has, everything (exit, crash, time, output) is a result.
     async fn run_in(
         &self,
         engine: &ContainerEngine,
-        container: &str,
+        mut runner: RunnerContainer,
         spec: &RunSpec,
         version: String,
         stream: bool,
         tx: &mpsc::Sender<RunEvent>,
     ) -> Result<pb::ExecuteResponse> {
-        let files: Vec<_> = spec
-            .files
-            .iter()
-            .map(|f| (&f.name, f.content.as_bytes()))
-            .collect();
-        let archive = archive::build(files, spec.stdin.as_bytes());
-        let mut cmd = vec![
-            spec.language.interpreter.to_string(),
-            spec.entry.as_str().to_string(),
-        ];
-        cmd.extend(spec.args.iter().cloned());
-
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
         let started = Instant::now();
-        let (exec_id, mut output) = engine.start_program(container, &archive, cmd).await?;
+        runner.send(
+            &nonce,
+            protocol::encode_run(&nonce, spec),
+            spec.stdin.as_bytes(),
+        );
         let deadline = started + spec.timeout;
         let mut capture = Capture::new(self.config.limits.output_bytes);
-        let mut poll = tokio::time::interval_at(started + EXIT_POLL, EXIT_POLL);
-        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut exited_at: Option<Instant> = None;
+        let mut cpu_before: Option<Duration> = None;
 
         let end = loop {
-            let grace_end = exited_at.map_or(deadline, |t| (t + EXIT_GRACE).min(deadline));
             tokio::select! {
-                item = output.next() => {
-                    let (kind, message) = match item {
-                        Some(Ok(LogOutput::StdOut { message })) => (Stream::Stdout, message),
-                        Some(Ok(LogOutput::StdErr { message })) => (Stream::Stderr, message),
-                        Some(Ok(_)) => continue,
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, "sandbox output stream failed");
-                            break End::Exited;
+                piece = runner.next() => {
+                    let (kind, bytes) = match piece {
+                        Some(Ok(Piece::Go(cpu))) => {
+                            cpu_before = cpu;
+                            continue;
                         }
-                        None => break End::Exited,
+                        Some(Ok(Piece::Stdout(bytes))) => (Stream::Stdout, bytes),
+                        Some(Ok(Piece::Stderr(bytes))) => (Stream::Stderr, bytes),
+                        Some(Ok(Piece::End(trailer))) => break End::Reported(trailer),
+                        Some(Err(e)) => return Err(e),
+                        None if runner.started() => break End::Exited,
+                        None => return Err(runner.not_started("it exited")),
                     };
-                    let text = capture.push(kind, &message);
+                    let text = capture.push(kind, &bytes);
                     if stream && !text.is_empty() {
                         let event = match kind {
                             Stream::Stdout => RunEvent::Stdout(text),
@@ -364,42 +381,60 @@ impl Sandbox {
                         };
                         match tokio::time::timeout_at(deadline, tx.send(event)).await {
                             Ok(Ok(())) => {}
-                            Ok(Err(_)) => break End::ClientGone,
-                            Err(_) => break End::TimedOut,
+                            Ok(Err(_)) => break End::Stopped(Stop::ClientGone),
+                            Err(_) => break End::Stopped(Stop::TimedOut),
                         }
                     }
                     if capture.truncated() {
-                        break End::Truncated;
+                        break End::Stopped(Stop::Truncated);
                     }
                 }
-                () = tokio::time::sleep_until(deadline) => break End::TimedOut,
-                () = tokio::time::sleep_until(grace_end), if exited_at.is_some() => break End::Exited,
-                _ = poll.tick(), if exited_at.is_none() => {
-                    if let Ok((false, _)) = engine.exec_state(&exec_id).await {
-                        exited_at = Some(Instant::now());
-                    }
-                }
-                () = tx.closed() => break End::ClientGone,
+                () = tokio::time::sleep_until(deadline) => break End::Stopped(Stop::TimedOut),
+                () = tx.closed() => break End::Stopped(Stop::ClientGone),
             }
         };
-        let duration = exited_at.unwrap_or_else(Instant::now) - started;
-        drop(output);
+        let elapsed = started.elapsed();
+        let container = runner.id.clone();
+        // Dropping the streams closes the attach connection.
+        drop(runner);
 
-        let exit_code = match end {
-            End::Exited => self.exit_code(engine, &exec_id).await,
-            // The service stops these runs by killing the container.
-            End::TimedOut | End::Truncated | End::ClientGone => 128 + 9,
-        };
-        let ended = started.elapsed();
-        let stats = if end == End::ClientGone {
-            CgroupStats::default()
-        } else {
-            engine.stats(container).await
+        let (exit_code, duration, stats) = match end {
+            End::Reported(trailer) => (
+                trailer.exit_code,
+                trailer.duration.unwrap_or(elapsed),
+                CgroupStats {
+                    cpu: trailer.cpu,
+                    memory_peak_bytes: trailer.memory_peak_bytes,
+                    oom_kills: trailer.oom_kills,
+                },
+            ),
+            // The program killed its supervisor: the engine knows the exit code, not the counters.
+            End::Exited => {
+                let code = engine.wait_exit(&container).await.unwrap_or(-1);
+                let oom_kills = u64::from(engine.oom_killed(&container).await);
+                let stats = CgroupStats {
+                    oom_kills,
+                    ..CgroupStats::default()
+                };
+                (code, elapsed, stats)
+            }
+            // The service stops these runs by killing the container, counters read just before.
+            End::Stopped(stop) => {
+                let mut stats = if stop == Stop::ClientGone {
+                    CgroupStats::default()
+                } else {
+                    engine.stats(&container).await
+                };
+                engine.kill(&container).await;
+                if let (Some(total), Some(before)) = (stats.cpu, cpu_before) {
+                    stats.cpu = Some(total.saturating_sub(before));
+                }
+                (128 + 9, elapsed, stats)
+            }
         };
         tracing::debug!(
             ?end,
             program_ms = millis(duration),
-            ended_ms = millis(ended),
             total_ms = millis(started.elapsed()),
             "run finished"
         );
@@ -410,9 +445,9 @@ impl Sandbox {
             stderr,
             exit_code: i32::try_from(exit_code).unwrap_or(-1),
             signal: signal_name(exit_code).map(str::to_string),
-            timed_out: end == End::TimedOut,
+            timed_out: end == End::Stopped(Stop::TimedOut),
             oom_killed: stats.oom_kills > 0,
-            truncated: end == End::Truncated,
+            truncated: end == End::Stopped(Stop::Truncated),
             duration_ms: millis(duration),
             cpu_time_ms: stats.cpu.map(millis),
             peak_memory_bytes: stats.memory_peak_bytes,
@@ -430,22 +465,6 @@ impl Sandbox {
             language: spec.language.name.to_string(),
             version,
         })
-    }
-
-    /// The exit code of a finished exec. The engine may close the output a moment before it
-    /// records the exit, so it is asked a few times.
-    async fn exit_code(&self, engine: &ContainerEngine, exec_id: &str) -> i64 {
-        for _ in 0..50 {
-            match engine.exec_state(exec_id).await {
-                Ok((false, Some(code))) => return code,
-                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the exit code of a run");
-                    return -1;
-                }
-            }
-        }
-        -1
     }
 }
 

@@ -159,12 +159,12 @@ async fn the_root_filesystem_is_read_only() {
     let result = app
         .execute(code(
             "bash",
-            "for f in /etc/evil /usr/bin/evil /evil /opt/autocrea/run; do echo x > $f || echo \"refused $f\"; done\necho ok > /work/mine && cat /work/mine\necho ok > /tmp/mine && cat /tmp/mine",
+            "for f in /etc/evil /usr/bin/evil /evil /opt/autocrea/supervisor.py; do echo x > $f || echo \"refused $f\"; done\necho ok > /work/mine && cat /work/mine\necho ok > /tmp/mine && cat /tmp/mine",
         ))
         .await;
     assert_eq!(
         result.stdout,
-        "refused /etc/evil\nrefused /usr/bin/evil\nrefused /evil\nrefused /opt/autocrea/run\nok\nok\n",
+        "refused /etc/evil\nrefused /usr/bin/evil\nrefused /evil\nrefused /opt/autocrea/supervisor.py\nok\nok\n",
         "{result:?}"
     );
     assert!(
@@ -277,4 +277,49 @@ fn rss_bytes() -> u64 {
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .unwrap();
     kb * 1024
+}
+
+#[tokio::test]
+async fn a_forged_end_of_run_is_plain_output() {
+    let app = spawn_app(test_config("forged-end")).await;
+    // The supervisor's markers, without the run's nonce (which the program cannot know).
+    let result = app
+        .execute(code(
+            "python",
+            "import sys\nsys.stdout.write('\\0\\x1fautocrea-end x 0 - - 0 -\\n\\0\\x1fautocrea-go 1\\nafter\\n')\nsys.stdout.flush()\nsys.exit(5)",
+        ))
+        .await;
+    assert_eq!(
+        result.stdout,
+        "\0\x1fautocrea-end x 0 - - 0 -\n\0\x1fautocrea-go 1\nafter\n"
+    );
+    assert_eq!(result.exit_code, 5, "{result:?}");
+    // Its supervisor's memory and descriptors are out of the program's reach.
+    let result = app
+        .execute(code(
+            "python",
+            "import os\nfor path in ['/proc/%d/mem' % os.getppid(), '/proc/%d/fd/0' % os.getppid()]:\n    try:\n        open(path, 'rb').read(1)\n        print('read', path)\n    except OSError as e:\n        print('refused', e.errno)",
+        ))
+        .await;
+    assert_eq!(result.stdout, "refused 13\nrefused 13\n", "{result:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn killing_the_supervisor_ends_the_run_with_the_engines_exit_code() {
+    let app = spawn_app(test_config("kill-supervisor")).await;
+    let result = app
+        .execute(with_timeout(
+            code(
+                "python",
+                "import os, signal, time\nprint('bye', flush=True)\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(30)",
+            ),
+            20_000,
+        ))
+        .await;
+    assert_eq!(result.stdout, "bye\n");
+    assert_eq!(result.exit_code, 137, "{result:?}");
+    assert!(!result.timed_out);
+    assert!(result.duration_ms < 10_000, "{result:?}");
+    app.stop().await;
 }

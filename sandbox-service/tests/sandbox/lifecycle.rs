@@ -22,7 +22,7 @@ const SERVICE: &str = "autocrea.sandbox.v1.SandboxService";
 #[tokio::test]
 async fn warm_containers_serve_one_run_each_and_are_refilled() {
     let mut config = test_config("pool");
-    config.pool_size = 2;
+    config.pool_sizes = vec![("python".into(), 2)];
     let app = spawn_app(config).await;
     let warm = wait_for_containers(&app.instance, 2).await;
     let result = app.execute(code("python", "print('warm')")).await;
@@ -47,7 +47,7 @@ async fn warm_containers_serve_one_run_each_and_are_refilled() {
 #[tokio::test]
 async fn a_dead_warm_container_is_replaced_by_a_fresh_one() {
     let mut config = test_config("dead-pool");
-    config.pool_size = 1;
+    config.pool_sizes = vec![("bash".into(), 1)];
     let app = spawn_app(config).await;
     let warm = wait_for_containers(&app.instance, 1).await;
     docker()

@@ -5,4 +5,5 @@ mod basics;
 mod concurrency;
 mod helpers;
 mod lifecycle;
+mod spans;
 mod validation;
