@@ -112,7 +112,7 @@ impl UsageLedger {
         .bind(e.provider_ms)
         .bind(e.project_id.as_deref())
         .bind(crate::clock::now_ms())
-        .execute(&self.db.pool)
+        .execute(self.db.traced())
         .await
         .context("recording AI usage")?;
         crate::metrics::record_usage(e);
@@ -136,7 +136,7 @@ impl UsageLedger {
         )
         .bind(user_id)
         .bind(since_ms)
-        .fetch_all(&self.db.pool)
+        .fetch_all(self.db.traced())
         .await
         .context("reading AI usage totals")?;
         rows.iter()
@@ -163,7 +163,7 @@ impl UsageLedger {
         )
         .bind(user_id)
         .bind(since_ms)
-        .fetch_one(&self.db.pool)
+        .fetch_one(self.db.traced())
         .await
         .context("reading AI token spend")?;
         Ok(as_u64(

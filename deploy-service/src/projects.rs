@@ -5,7 +5,7 @@ use autocrea_proto::project::v1 as pb;
 use autocrea_proto::project::v1::project_service_client::ProjectServiceClient;
 use bytes::Bytes;
 use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, USER_ID, channel};
-use tonic::transport::Channel;
+use service_runtime::grpc_observe::TracedChannel;
 use tonic::{Code, Request};
 
 use crate::error::Error;
@@ -14,7 +14,7 @@ use crate::providers::DeployFile;
 /// A project-service client.
 #[derive(Debug, Clone)]
 pub struct ProjectFiles {
-    client: ProjectServiceClient<Channel>,
+    client: ProjectServiceClient<TracedChannel>,
 }
 
 impl ProjectFiles {
@@ -25,7 +25,9 @@ impl ProjectFiles {
             request_timeout: std::time::Duration::from_secs(120),
             ..ClientOptions::default()
         };
-        let client = ProjectServiceClient::new(channel(url, options)?)
+        // A client span per call, carrying its trace context to project-service.
+        let channel = TracedChannel::new(channel(url, options)?, "project-service");
+        let client = ProjectServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
         Ok(Self { client })
@@ -75,7 +77,6 @@ fn as_user<T>(owner: &str, message: T) -> Result<Request<T>, Error> {
         .parse()
         .map_err(|_| Error::Internal(anyhow::anyhow!("owner id is not valid metadata")))?;
     request.metadata_mut().insert(USER_ID, value);
-    service_runtime::grpc::propagate_trace(&mut request);
     Ok(request)
 }
 

@@ -6,7 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use service_runtime::db::{Backend, Database};
+use service_runtime::db::{Backend, Database, TracedTransaction};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -159,7 +159,7 @@ impl DeploymentStore {
     pub async fn insert(&self, new: NewDeployment) -> Result<(DeploymentRecord, bool)> {
         let now = now_ms();
         let id = uuid::Uuid::now_v7().to_string();
-        let mut tx = self.db.pool.begin().await.db("begin insert")?;
+        let mut tx = self.db.begin().await.db("begin insert")?;
         let inserted = sqlx::query(
             "INSERT INTO deployments (id, owner_id, project_id, provider, target, state, \
              rollback_of, env_json, idempotency_key, request_digest, provider_site_id, \
@@ -178,7 +178,7 @@ impl DeploymentStore {
         .bind(&new.request_digest)
         .bind(new.provider_site_id.as_deref())
         .bind(now)
-        .execute(&mut *tx)
+        .execute(tx.traced())
         .await
         .db("insert deployment")?
         .rows_affected();
@@ -211,7 +211,7 @@ impl DeploymentStore {
         ))
         .bind(owner)
         .bind(key)
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(self.db.traced())
         .await
         .db("select deployment by idempotency key")?;
         row.map(|r| record(&r)).transpose()
@@ -224,7 +224,7 @@ impl DeploymentStore {
         ))
         .bind(id)
         .bind(owner)
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(self.db.traced())
         .await
         .db("select deployment")?;
         row.map(|r| record(&r)).transpose()
@@ -234,7 +234,7 @@ impl DeploymentStore {
     pub async fn get_any(&self, id: &str) -> Result<Option<DeploymentRecord>> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM deployments WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&self.db.pool)
+            .fetch_optional(self.db.traced())
             .await
             .db("select deployment")?;
         row.map(|r| record(&r)).transpose()
@@ -264,7 +264,7 @@ impl DeploymentStore {
         .bind(created)
         .bind(id)
         .bind(limit)
-        .fetch_all(&self.db.pool)
+        .fetch_all(self.db.traced())
         .await
         .db("list deployments")?;
         rows.iter().map(record).collect()
@@ -283,7 +283,7 @@ impl DeploymentStore {
         .bind(of.provider.as_str())
         .bind(of.created_at_ms)
         .bind(&of.id)
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(self.db.traced())
         .await
         .db("select previous ready deployment")?;
         row.map(|r| record(&r)).transpose()
@@ -304,7 +304,7 @@ impl DeploymentStore {
         .bind(owner)
         .bind(project)
         .bind(provider.as_str())
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(self.db.traced())
         .await
         .db("select latest site")?;
         Ok(site.flatten())
@@ -315,7 +315,7 @@ impl DeploymentStore {
         sqlx::query("UPDATE deployments SET provider_site_id = $1 WHERE id = $2")
             .bind(site)
             .bind(id)
-            .execute(&self.db.pool)
+            .execute(self.db.traced())
             .await
             .db("set provider site")?;
         Ok(())
@@ -331,7 +331,7 @@ impl DeploymentStore {
         change: Change,
     ) -> Result<bool> {
         let now = now_ms();
-        let mut tx = self.db.pool.begin().await.db("begin transition")?;
+        let mut tx = self.db.begin().await.db("begin transition")?;
         let updated = sqlx::query(
             "UPDATE deployments SET state = $1, updated_at_ms = $2, finished_at_ms = $3, \
              provider_deployment_id = COALESCE($4, provider_deployment_id), \
@@ -352,7 +352,7 @@ impl DeploymentStore {
         .bind(i64::from(change.clear_env))
         .bind(id)
         .bind(from.as_str())
-        .execute(&mut *tx)
+        .execute(tx.traced())
         .await
         .db("update deployment state")?
         .rows_affected();
@@ -375,7 +375,7 @@ impl DeploymentStore {
         message: &str,
     ) -> Result<bool> {
         let now = now_ms();
-        let mut tx = self.db.pool.begin().await.db("begin progress")?;
+        let mut tx = self.db.begin().await.db("begin progress")?;
         let updated = sqlx::query(
             "UPDATE deployments SET provider_state = $1, url = COALESCE($2, url), \
              updated_at_ms = $3 WHERE id = $4 AND state = $5",
@@ -385,7 +385,7 @@ impl DeploymentStore {
         .bind(now)
         .bind(id)
         .bind(state.as_str())
-        .execute(&mut *tx)
+        .execute(tx.traced())
         .await
         .db("update provider state")?
         .rows_affected();
@@ -424,7 +424,7 @@ impl DeploymentStore {
         .bind(lease_until_ms)
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.db.pool)
+        .fetch_all(self.db.traced())
         .await
         .db("claim due deployments")?;
         rows.iter().map(record).collect()
@@ -439,7 +439,7 @@ impl DeploymentStore {
         .bind(lease_until_ms)
         .bind(id)
         .bind(replica)
-        .execute(&self.db.pool)
+        .execute(self.db.traced())
         .await
         .db("extend lease")?
         .rows_affected();
@@ -465,7 +465,7 @@ impl DeploymentStore {
         .bind(failures)
         .bind(id)
         .bind(replica)
-        .execute(&self.db.pool)
+        .execute(self.db.traced())
         .await
         .db("release lease")?;
         Ok(())
@@ -478,7 +478,7 @@ impl DeploymentStore {
             "UPDATE deployments SET lease_owner = NULL, lease_until_ms = 0 WHERE lease_owner = $1",
         )
         .bind(replica)
-        .execute(&self.db.pool)
+        .execute(self.db.traced())
         .await
         .db("release leases")?
         .rows_affected();
@@ -494,7 +494,7 @@ impl DeploymentStore {
         )
         .bind(id)
         .bind(sequence)
-        .fetch_all(&self.db.pool)
+        .fetch_all(self.db.traced())
         .await
         .db("select events")?;
         rows.iter()
@@ -513,12 +513,7 @@ impl DeploymentStore {
     }
 }
 
-async fn insert_event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    id: &str,
-    message: &str,
-    now: i64,
-) -> Result<()> {
+async fn insert_event(tx: &mut TracedTransaction, id: &str, message: &str, now: i64) -> Result<()> {
     // State and URL come from the row as just written, so the event says exactly what is stored.
     sqlx::query(
         "INSERT INTO deployment_events (deployment_id, state, message, url, created_at_ms) \
@@ -527,7 +522,7 @@ async fn insert_event(
     .bind(message)
     .bind(now)
     .bind(id)
-    .execute(&mut **tx)
+    .execute(tx.traced())
     .await
     .db("insert event")?;
     Ok(())

@@ -7,6 +7,7 @@ use autocrea_proto::deploy::v1::deploy_service_client::DeployServiceClient;
 use autocrea_proto::project::v1::project_service_client::ProjectServiceClient;
 use autocrea_proto::sandbox::v1::sandbox_service_client::SandboxServiceClient;
 use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, REQUEST_ID, USER_ID};
+use service_runtime::grpc_observe::TracedChannel;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -22,16 +23,18 @@ const AI_CALL_FLOOR: Duration = Duration::from_secs(330);
 const SANDBOX_CALL_FLOOR: Duration = Duration::from_secs(130);
 
 /// Clients of every downstream service. Channels connect lazily and reconnect by themselves.
+/// Every call gets a `grpc.client` span (a child of the request's span) whose trace context
+/// goes to the service in the metadata.
 #[derive(Debug, Clone)]
 pub struct Downstreams {
     /// project-service.
-    pub project: ProjectServiceClient<Channel>,
+    pub project: ProjectServiceClient<TracedChannel>,
     /// ai-service.
-    pub ai: AiServiceClient<Channel>,
+    pub ai: AiServiceClient<TracedChannel>,
     /// deploy-service.
-    pub deploy: DeployServiceClient<Channel>,
+    pub deploy: DeployServiceClient<TracedChannel>,
     /// sandbox-service.
-    pub sandbox: SandboxServiceClient<Channel>,
+    pub sandbox: SandboxServiceClient<TracedChannel>,
     health: Vec<(&'static str, HealthClient<Channel>)>,
 }
 
@@ -78,16 +81,16 @@ impl Downstreams {
             ("sandbox-service", HealthClient::new(sandbox.clone())),
         ];
         Ok(Self {
-            project: ProjectServiceClient::new(project)
+            project: ProjectServiceClient::new(TracedChannel::new(project, "project-service"))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
-            ai: AiServiceClient::new(ai)
+            ai: AiServiceClient::new(TracedChannel::new(ai, "ai-service"))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
-            deploy: DeployServiceClient::new(deploy)
+            deploy: DeployServiceClient::new(TracedChannel::new(deploy, "deploy-service"))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
-            sandbox: SandboxServiceClient::new(sandbox)
+            sandbox: SandboxServiceClient::new(TracedChannel::new(sandbox, "sandbox-service"))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
             health,
@@ -122,11 +125,10 @@ impl Downstreams {
     }
 }
 
-/// A gRPC request carrying the caller's identity, the request id and the W3C trace context of
-/// the current request's span (so the service's span joins the same trace).
+/// A gRPC request carrying the caller's identity and the request id. (The channel adds the W3C
+/// trace context of the call's client span.)
 pub fn request<T>(caller: &Caller, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    service_runtime::grpc::propagate_trace(&mut request);
     let metadata = request.metadata_mut();
     if let Ok(value) = MetadataValue::try_from(caller.user_id.as_str()) {
         metadata.insert(USER_ID, value);

@@ -14,6 +14,7 @@ use service_runtime::db::Database;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use subtle::ConstantTimeEq;
+use tracing::Instrument;
 use utoipa::ToSchema;
 
 use crate::auth::{AuthError, AuthMethod, Caller};
@@ -212,7 +213,7 @@ impl ApiKeyStore {
         .bind(scopes.to_text())
         .bind(created)
         .bind(expires)
-        .execute(&self.db.pool)
+        .execute(self.db.traced())
         .await?;
         let record = ApiKey {
             id,
@@ -232,7 +233,7 @@ impl ApiKeyStore {
             "SELECT COUNT(*) AS n FROM api_keys WHERE user_id = $1 AND revoked_at_ms IS NULL",
         )
         .bind(user_id)
-        .fetch_one(&self.db.pool)
+        .fetch_one(self.db.traced())
         .await?;
         Ok(row.try_get("n")?)
     }
@@ -244,7 +245,7 @@ impl ApiKeyStore {
              FROM api_keys WHERE user_id = $1 AND revoked_at_ms IS NULL ORDER BY created_at_ms, id",
         )
         .bind(user_id)
-        .fetch_all(&self.db.pool)
+        .fetch_all(self.db.traced())
         .await?;
         rows.iter()
             .map(|row| {
@@ -273,7 +274,7 @@ impl ApiKeyStore {
         .bind(now_ms())
         .bind(id)
         .bind(user_id)
-        .execute(&self.db.pool)
+        .execute(self.db.traced())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -294,7 +295,7 @@ impl ApiKeyStore {
              FROM api_keys WHERE prefix = $1 AND revoked_at_ms IS NULL",
         )
         .bind(prefix)
-        .fetch_all(&self.db.pool)
+        .fetch_all(self.db.traced())
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "API key lookup failed");
@@ -324,15 +325,19 @@ impl ApiKeyStore {
         let last_used: Option<i64> = row.try_get("last_used_at_ms").map_err(read)?;
         if last_used.is_none_or(|t| now - t >= LAST_USED_RESOLUTION_MS) {
             // Off the request path: a slow write must not slow the request down.
-            let pool = self.db.pool.clone();
+            // Its span stays in the request's trace.
+            let db = self.db.clone();
             let id = id.clone();
-            tokio::spawn(async move {
-                let _ = sqlx::query("UPDATE api_keys SET last_used_at_ms = $1 WHERE id = $2")
-                    .bind(now)
-                    .bind(id)
-                    .execute(&pool)
-                    .await;
-            });
+            tokio::spawn(
+                async move {
+                    let _ = sqlx::query("UPDATE api_keys SET last_used_at_ms = $1 WHERE id = $2")
+                        .bind(now)
+                        .bind(id)
+                        .execute(db.traced())
+                        .await;
+                }
+                .in_current_span(),
+            );
         }
         Ok(Caller {
             user_id: row.try_get("user_id").map_err(read)?,

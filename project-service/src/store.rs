@@ -5,10 +5,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use service_runtime::db::Database;
+use service_runtime::db::{Database, TracedTransaction};
 use sha2::{Digest, Sha256};
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
 
 use crate::error::{DbContext, Error, Result};
 use crate::page_token::Cursor;
@@ -149,7 +149,7 @@ impl ProjectStore {
         .bind(&record.framework)
         .bind(record.created_at_ms)
         .bind(record.updated_at_ms)
-        .execute(&self.db.pool)
+        .execute(self.db.traced())
         .await
         .db("insert project")?;
         Ok(record)
@@ -162,7 +162,7 @@ impl ProjectStore {
         ))
         .bind(id.as_str())
         .bind(owner)
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(self.db.traced())
         .await
         .db("select project")?
         .ok_or(Error::ProjectNotFound)?;
@@ -186,7 +186,7 @@ impl ProjectStore {
                 ))
                 .bind(owner)
                 .bind(limit)
-                .fetch_all(&self.db.pool)
+                .fetch_all(self.db.traced())
                 .await
             }
             Some(cursor) => {
@@ -199,7 +199,7 @@ impl ProjectStore {
                 .bind(cursor.created_at_ms)
                 .bind(&cursor.id)
                 .bind(limit)
-                .fetch_all(&self.db.pool)
+                .fetch_all(self.db.traced())
                 .await
             }
         }
@@ -249,7 +249,7 @@ impl ProjectStore {
         .bind(id.as_str())
         .bind(owner)
         .bind(expected.get())
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(self.db.traced())
         .await
         .db("update project")?;
         match row {
@@ -271,7 +271,7 @@ impl ProjectStore {
         let deleted = sqlx::query("DELETE FROM projects WHERE id = $1 AND owner_id = $2")
             .bind(id.as_str())
             .bind(owner)
-            .execute(&mut *tx)
+            .execute(tx.traced())
             .await
             .db("delete project")?;
         if deleted.rows_affected() == 0 {
@@ -281,7 +281,7 @@ impl ProjectStore {
         // foreign keys are not enforced.
         sqlx::query("DELETE FROM files WHERE project_id = $1")
             .bind(id.as_str())
-            .execute(&mut *tx)
+            .execute(tx.traced())
             .await
             .db("delete project files")?;
         tx.commit().await.db("commit delete project")?;
@@ -309,7 +309,7 @@ impl ProjectStore {
         let (file_count, total_size): (i64, i64) =
             sqlx::query_as("SELECT file_count, total_size FROM projects WHERE id = $1")
                 .bind(id.as_str())
-                .fetch_one(&mut *tx)
+                .fetch_one(tx.traced())
                 .await
                 .db("read project usage")?;
         let existing: Option<(i64, i64)> = sqlx::query_as(
@@ -317,7 +317,7 @@ impl ProjectStore {
         )
         .bind(id.as_str())
         .bind(path.as_str())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(tx.traced())
         .await
         .db("read existing file")?;
 
@@ -349,7 +349,7 @@ impl ProjectStore {
                 .bind(now)
                 .bind(id.as_str())
                 .bind(path.as_str())
-                .execute(&mut *tx)
+                .execute(tx.traced())
                 .await
                 .db("replace file")?;
                 created_at_ms
@@ -365,7 +365,7 @@ impl ProjectStore {
                 .bind(size)
                 .bind(&sha256)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(tx.traced())
                 .await
                 .db("insert file")?;
                 now
@@ -378,7 +378,7 @@ impl ProjectStore {
         .bind(i64::from(existing.is_none()))
         .bind(size - old_size)
         .bind(id.as_str())
-        .execute(&mut *tx)
+        .execute(tx.traced())
         .await
         .db("update project usage")?;
         tx.commit().await.db("commit put file")?;
@@ -408,7 +408,7 @@ impl ProjectStore {
         )
         .bind(id.as_str())
         .bind(path.as_str())
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(self.db.traced())
         .await
         .db("select file")?
         .ok_or(Error::FileNotFound)?;
@@ -432,7 +432,7 @@ impl ProjectStore {
         };
         let rows = sqlx::query(sql)
             .bind(id.as_str())
-            .fetch_all(&self.db.pool)
+            .fetch_all(self.db.traced())
             .await
             .db("list files")?;
         rows.iter()
@@ -450,7 +450,7 @@ impl ProjectStore {
         )
         .bind(id.as_str())
         .bind(path.as_str())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(tx.traced())
         .await
         .db("delete file")?
         .ok_or(Error::FileNotFound)?;
@@ -460,22 +460,22 @@ impl ProjectStore {
         )
         .bind(size)
         .bind(id.as_str())
-        .execute(&mut *tx)
+        .execute(tx.traced())
         .await
         .db("update project usage")?;
         tx.commit().await.db("commit delete file")?;
         Ok(())
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Any>> {
-        self.db.pool.begin().await.db("begin transaction")
+    async fn begin(&self) -> Result<TracedTransaction> {
+        self.db.begin().await.db("begin transaction")
     }
 
     /// Checks ownership and serialises writers of the project's files: the UPDATE takes the
     /// row lock on PostgreSQL and the database write lock on SQLite before anything is read,
     /// so quota checks see every committed write and SQLite never fails with a stale snapshot.
     async fn lock_project(
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut TracedTransaction,
         owner: &str,
         id: &ProjectId,
         now: i64,
@@ -485,7 +485,7 @@ impl ProjectStore {
                 .bind(now)
                 .bind(id.as_str())
                 .bind(owner)
-                .execute(&mut **tx)
+                .execute(tx.traced())
                 .await
                 .db("lock project")?;
         if touched.rows_affected() == 0 {
@@ -498,7 +498,7 @@ impl ProjectStore {
         sqlx::query("SELECT id FROM projects WHERE id = $1 AND owner_id = $2")
             .bind(id.as_str())
             .bind(owner)
-            .fetch_optional(&self.db.pool)
+            .fetch_optional(self.db.traced())
             .await
             .db("check project")?
             .map(|_| ())

@@ -1,13 +1,21 @@
 //! SQL pools on SQLite (the embedded default) or PostgreSQL, chosen by URL, with each service's
-//! migrations embedded in its binary and run at start.
+//! migrations embedded in its binary and run at start, and a `db.query` span per statement for
+//! the stores that run their SQL through [`Database::traced`] / [`Traced`].
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::any::{
+    AnyPoolOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo, install_default_drivers,
+};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, Describe, Either, Execute, Executor, Transaction};
+use tokio_stream::Stream;
+use tracing::Instrument;
 
 /// Which SQL engine a pool talks to; SQL that differs between them branches on this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,4 +114,281 @@ fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     }
     Ok(())
+}
+
+impl Backend {
+    /// The OpenTelemetry `db.system` name of the engine.
+    pub fn system(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgresql",
+        }
+    }
+}
+
+impl Database {
+    /// The pool as an executor that opens a `db.query` span per statement ([`Traced`]). Stores
+    /// run their queries on it: `sqlx::query(…).fetch_one(self.db.traced())`.
+    pub fn traced(&self) -> Traced<&AnyPool> {
+        Traced::new(&self.pool, self.backend)
+    }
+
+    /// Begins a transaction (in a `db.query` span named `BEGIN`) whose statements are traced
+    /// like the pool's.
+    pub async fn begin(&self) -> Result<TracedTransaction, sqlx::Error> {
+        let span = query_span(self.backend, "BEGIN");
+        let tx = record_outcome(&span, self.pool.begin().instrument(span.clone()).await)?;
+        Ok(TracedTransaction {
+            tx,
+            backend: self.backend,
+        })
+    }
+}
+
+/// A transaction from [`Database::begin`]. Dropping it without [`commit`](Self::commit) rolls
+/// it back.
+#[derive(Debug)]
+pub struct TracedTransaction {
+    tx: Transaction<'static, Any>,
+    backend: Backend,
+}
+
+impl TracedTransaction {
+    /// The transaction's connection as an executor with a `db.query` span per statement.
+    pub fn traced(&mut self) -> Traced<&mut AnyConnection> {
+        Traced::new(&mut *self.tx, self.backend)
+    }
+
+    /// Commits, in a `db.query` span named `COMMIT`.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        let span = query_span(self.backend, "COMMIT");
+        record_outcome(&span, self.tx.commit().instrument(span.clone()).await)
+    }
+
+    /// Rolls back, in a `db.query` span named `ROLLBACK`.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        let span = query_span(self.backend, "ROLLBACK");
+        record_outcome(&span, self.tx.rollback().instrument(span.clone()).await)
+    }
+}
+
+/// An executor (the pool, or a connection of a transaction) whose statements each run in a
+/// `db.query` span: named `<operation> <table>` (`SELECT projects`), with the OpenTelemetry
+/// attributes `db.system`, `db.operation`, `db.sql.table` and `db.statement` (the SQL text with
+/// its `$n` placeholders: bound values are never recorded), and status `ERROR` when it fails.
+///
+/// [`Database::traced`] and [`TracedTransaction::traced`] hand them out.
+#[derive(Debug)]
+pub struct Traced<E> {
+    inner: E,
+    backend: Backend,
+}
+
+impl<E> Traced<E> {
+    /// `inner`, traced as talking to `backend`.
+    pub fn new(inner: E, backend: Backend) -> Self {
+        Self { inner, backend }
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+type BoxStream<'a, T> = Pin<Box<dyn Stream<Item = T> + Send + 'a>>;
+
+impl<'c, E> Executor<'c> for Traced<E>
+where
+    E: Executor<'c, Database = Any>,
+{
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, Q>(
+        self,
+        query: Q,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        Q: 'q + Execute<'q, Any>,
+    {
+        let span = query_span(self.backend, query.sql());
+        let inner = {
+            let _entered = span.enter();
+            self.inner.fetch_many(query)
+        };
+        Box::pin(InSpan { inner, span })
+    }
+
+    fn fetch_optional<'e, 'q: 'e, Q>(
+        self,
+        query: Q,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        Q: 'q + Execute<'q, Any>,
+    {
+        let span = query_span(self.backend, query.sql());
+        let future = {
+            let _entered = span.enter();
+            self.inner.fetch_optional(query)
+        };
+        Box::pin(async move {
+            let result = future.instrument(span.clone()).await;
+            record_outcome(&span, result)
+        })
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.inner.prepare_with(sql, parameters)
+    }
+
+    fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.inner.describe(sql)
+    }
+}
+
+/// A stream of query results polled inside its span; failed items mark the span as an error.
+struct InSpan<'e, T> {
+    inner: BoxStream<'e, Result<T, sqlx::Error>>,
+    span: tracing::Span,
+}
+
+impl<T> Stream for InSpan<'_, T> {
+    type Item = Result<T, sqlx::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        let polled = this.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(Err(error))) = &polled {
+            mark_failed(&this.span, error);
+        }
+        polled
+    }
+}
+
+fn record_outcome<T>(
+    span: &tracing::Span,
+    result: Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
+    if let Err(error) = &result {
+        mark_failed(span, error);
+    }
+    result
+}
+
+fn mark_failed(span: &tracing::Span, error: &sqlx::Error) {
+    // The kind of failure only: a database's message may quote the offending values.
+    let kind = match error {
+        sqlx::Error::Database(e) => e
+            .code()
+            .map_or_else(|| "database".to_string(), |c| c.into_owned()),
+        sqlx::Error::PoolTimedOut => "pool_timed_out".into(),
+        sqlx::Error::PoolClosed => "pool_closed".into(),
+        sqlx::Error::Io(_) => "io".into(),
+        sqlx::Error::RowNotFound => return,
+        _ => "other".into(),
+    };
+    span.record("otel.status_code", "ERROR");
+    span.record("error.type", kind);
+}
+
+/// The `db.query` span of one statement.
+fn query_span(backend: Backend, sql: &str) -> tracing::Span {
+    let (operation, table) = describe_sql(sql);
+    let name = match table {
+        Some(table) => format!("{operation} {table}"),
+        None => operation.to_string(),
+    };
+    tracing::info_span!(
+        "db.query",
+        otel.name = name,
+        otel.kind = "client",
+        db.system = backend.system(),
+        db.operation = operation,
+        db.sql.table = table,
+        db.statement = sql,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+/// The statement's operation (`SELECT`, `INSERT`, …, upper case) and the table it works on,
+/// read from the SQL text: the first word, and the name after `INTO`, `UPDATE` or the first
+/// `FROM`.
+fn describe_sql(sql: &str) -> (&'static str, Option<&str>) {
+    let mut words = sql.split_whitespace();
+    let first = words.next().unwrap_or_default();
+    let operation = [
+        "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "BEGIN", "COMMIT", "ROLLBACK", "PRAGMA",
+    ]
+    .into_iter()
+    .find(|op| op.eq_ignore_ascii_case(first))
+    .unwrap_or("QUERY");
+    let after = match operation {
+        "INSERT" => "INTO",
+        "UPDATE" => return (operation, words.next().and_then(identifier)),
+        "SELECT" | "DELETE" | "WITH" => "FROM",
+        _ => return (operation, None),
+    };
+    let table = words
+        .skip_while(|w| !w.eq_ignore_ascii_case(after))
+        .nth(1)
+        .and_then(identifier);
+    (operation, table)
+}
+
+/// `word` when it is a plain table name (not a subquery or an expression).
+fn identifier(word: &str) -> Option<&str> {
+    let name = word.trim_end_matches([',', ';']);
+    (!name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.'))
+    .then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_and_table_come_from_the_sql() {
+        let cases = [
+            (
+                "SELECT id FROM projects WHERE id = $1",
+                "SELECT",
+                Some("projects"),
+            ),
+            ("INSERT INTO files (a) VALUES ($1)", "INSERT", Some("files")),
+            (
+                "update deployments SET x = $1",
+                "UPDATE",
+                Some("deployments"),
+            ),
+            (
+                "DELETE FROM api_keys WHERE id = $1",
+                "DELETE",
+                Some("api_keys"),
+            ),
+            (
+                "SELECT CAST(COUNT(*) AS BIGINT) AS n \n FROM ai_usage WHERE user_id = $1",
+                "SELECT",
+                Some("ai_usage"),
+            ),
+            ("SELECT 1", "SELECT", None),
+            ("SELECT x FROM (SELECT 1) AS t", "SELECT", None),
+            ("VACUUM", "QUERY", None),
+        ];
+        for (sql, operation, table) in cases {
+            assert_eq!(describe_sql(sql), (operation, table), "{sql}");
+        }
+    }
 }

@@ -82,14 +82,6 @@ pub async fn serve(
         .await
 }
 
-/// Adds the current span's W3C trace context to an outgoing request, so that the server's span
-/// becomes its child. Does nothing when spans are not exported.
-pub fn propagate_trace<T>(request: &mut Request<T>) {
-    crate::telemetry::inject(&mut crate::telemetry::MetadataCarrier(
-        request.metadata_mut(),
-    ));
-}
-
 /// Timeouts of a client channel.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientOptions {
@@ -109,7 +101,9 @@ impl Default for ClientOptions {
 }
 
 /// A channel to `url` (`http://host:port`) that connects on first use and reconnects by itself
-/// after the server comes back, failing calls fast (connect timeout) while it is down.
+/// after the server comes back, failing calls fast (connect timeout) while it is down. Wrap it
+/// in [`crate::grpc_observe::TracedChannel`] for a client span per call and trace context in
+/// the metadata.
 pub fn channel(url: &str, options: ClientOptions) -> Result<Channel, tonic::transport::Error> {
     Ok(Endpoint::from_shared(url.to_string())?
         .connect_timeout(options.connect_timeout)

@@ -3,6 +3,10 @@
 //! `grpc_server_requests_total` / `grpc_server_request_duration_seconds` metrics by service,
 //! method and status code. The call ends when its response body ends (its trailers carry the
 //! status), so streaming calls are measured over their whole length.
+//!
+//! Clients get the other half from [`TracedChannel`]: a `grpc.client` span per call, child of
+//! the caller's current span, whose W3C trace context goes out in the call's metadata, so the
+//! server's span is the child of the client's.
 
 use std::pin::Pin;
 use std::sync::LazyLock;
@@ -15,10 +19,11 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
+use tonic::transport::Channel;
 use tracing::Instrument;
 
 use crate::metrics::{latency_family, register};
-use crate::telemetry::{HeaderExtractor, extract};
+use crate::telemetry::{HeaderCarrier, HeaderExtractor, extract, inject_span};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -133,10 +138,94 @@ where
                 inner,
                 call: Some(Call {
                     span,
-                    started,
-                    service,
-                    method,
                     header_code,
+                    side: Side::Server {
+                        started,
+                        service,
+                        method,
+                    },
+                }),
+            }))
+        })
+    }
+}
+
+/// A client channel that opens a `grpc.client` span (kind client) per call, named
+/// `<package.Service>/<Method>` with `rpc.system`, `rpc.service`, `rpc.method`, `peer.service`
+/// and `rpc.grpc.status_code`, as a child of the current span, and sends that span's W3C trace
+/// context in the call's metadata. Health checks get neither.
+#[derive(Debug, Clone)]
+pub struct TracedChannel {
+    inner: Channel,
+    peer: &'static str,
+}
+
+impl TracedChannel {
+    /// `inner`, whose calls go to the service named `peer` (`project-service`).
+    pub fn new(inner: Channel, peer: &'static str) -> Self {
+        Self { inner, peer }
+    }
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for TracedChannel {
+    type Response = http::Response<ObservedBody>;
+    type Error = tonic::transport::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        let path = request.uri().path();
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or(("unknown", "unknown"));
+        let span = if service.starts_with("grpc.health.") {
+            tracing::Span::none()
+        } else {
+            let span = tracing::info_span!(
+                "grpc.client",
+                otel.name = format!("{service}/{method}"),
+                otel.kind = "client",
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = method,
+                peer.service = self.peer,
+                rpc.grpc.status_code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            );
+            inject_span(&span, &mut HeaderCarrier(request.headers_mut()));
+            span
+        };
+        let future = {
+            let _entered = span.enter();
+            tower::Service::call(&mut self.inner, request)
+        };
+        Box::pin(async move {
+            let response = match future.instrument(span.clone()).await {
+                Ok(response) => response,
+                Err(error) => {
+                    // No answer at all (connection refused, timeout): the caller sees UNAVAILABLE.
+                    span.record("rpc.grpc.status_code", tonic::Code::Unavailable as i32);
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", "transport");
+                    return Err(error);
+                }
+            };
+            let header_code = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok());
+            Ok(response.map(|inner| ObservedBody {
+                inner,
+                call: Some(Call {
+                    span,
+                    header_code,
+                    side: Side::Client,
                 }),
             }))
         })
@@ -145,21 +234,42 @@ where
 
 struct Call {
     span: tracing::Span,
-    started: Instant,
-    service: String,
-    method: String,
     header_code: Option<i32>,
+    side: Side,
+}
+
+enum Side {
+    /// A call served: counted in the server metrics.
+    Server {
+        started: Instant,
+        service: String,
+        method: String,
+    },
+    /// A call made through [`TracedChannel`]: its span only.
+    Client,
 }
 
 impl Call {
     fn finish(self, code: i32) {
         let code = tonic::Code::from_i32(code);
+        self.span.record("rpc.grpc.status_code", code as i32);
+        if is_failure(code) {
+            self.span.record("otel.status_code", "ERROR");
+        }
+        let Side::Server {
+            started,
+            service,
+            method,
+        } = self.side
+        else {
+            return;
+        };
         // Unknown paths answer UNIMPLEMENTED; their names come from the caller, so they are
         // folded into one label value to keep the series bounded.
         let (service, method) = if code == tonic::Code::Unimplemented {
             ("unknown".to_string(), "unknown".to_string())
         } else {
-            (self.service, self.method)
+            (service, method)
         };
         let labels = CallLabels {
             service,
@@ -171,21 +281,23 @@ impl Call {
         metrics
             .duration
             .get_or_create(&labels)
-            .observe(self.started.elapsed().as_secs_f64());
-        self.span.record("rpc.grpc.status_code", code as i32);
-        if !matches!(
-            code,
-            tonic::Code::Ok
-                | tonic::Code::NotFound
-                | tonic::Code::InvalidArgument
-                | tonic::Code::AlreadyExists
-                | tonic::Code::FailedPrecondition
-                | tonic::Code::Unauthenticated
-                | tonic::Code::PermissionDenied
-        ) {
-            self.span.record("otel.status_code", "ERROR");
-        }
+            .observe(started.elapsed().as_secs_f64());
     }
+}
+
+/// Whether a call that ended with `code` failed (its span gets status `ERROR`). Answers about
+/// the caller's own request (not found, invalid, refused) are the service working as meant.
+fn is_failure(code: tonic::Code) -> bool {
+    !matches!(
+        code,
+        tonic::Code::Ok
+            | tonic::Code::NotFound
+            | tonic::Code::InvalidArgument
+            | tonic::Code::AlreadyExists
+            | tonic::Code::FailedPrecondition
+            | tonic::Code::Unauthenticated
+            | tonic::Code::PermissionDenied
+    )
 }
 
 /// A response body that records the call when its trailers (or its end) go by.

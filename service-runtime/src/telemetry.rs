@@ -259,7 +259,13 @@ fn tracer_provider(service: &str, endpoint: &str) -> anyhow::Result<SdkTracerPro
 /// The W3C trace context of the current span, written into `carrier` (`traceparent`,
 /// `tracestate`). Writes nothing when spans are not exported.
 pub fn inject(carrier: &mut dyn Injector) {
-    let context = tracing::Span::current().context();
+    inject_span(&tracing::Span::current(), carrier);
+}
+
+/// The W3C trace context of `span`, written into `carrier`, so that the receiver's spans become
+/// its children. Writes nothing when spans are not exported.
+pub fn inject_span(span: &tracing::Span, carrier: &mut dyn Injector) {
+    let context = span.context();
     if context.span().span_context().is_valid() {
         TraceContextPropagator::new().inject_context(&context, carrier);
     }
@@ -293,6 +299,43 @@ pub fn extract_w3c(span: &tracing::Span, traceparent: &str, tracestate: Option<&
         }
     }
     extract(span, &Pair(traceparent, tracestate));
+}
+
+/// A client span (`http.client`, kind client) for one outbound HTTP request to `peer` (a
+/// provider: `anthropic`, `vercel`, …), named `<METHOD> <peer>`, with `http.request.method`,
+/// `server.address` and `server.port`. Record its answer with [`record_http_status`] or
+/// [`record_http_failure`]. URLs, headers and bodies are not recorded: they can carry ids,
+/// tokens and prompts.
+pub fn http_client_span(method: &str, host: &str, port: Option<u16>, peer: &str) -> tracing::Span {
+    tracing::info_span!(
+        "http.client",
+        otel.name = format!("{method} {peer}"),
+        otel.kind = "client",
+        http.request.method = method,
+        server.address = host,
+        server.port = port,
+        peer.service = peer,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// Records the HTTP status of `span`'s answer. 5xx, 429 and refused credentials (401, 403)
+/// mark it as an error; other 4xx are answers the caller acts on (a missing file to upload).
+pub fn record_http_status(span: &tracing::Span, status: u16) {
+    span.record("http.response.status_code", status);
+    if status >= 500 || matches!(status, 401 | 403 | 429) {
+        span.record("error.type", status);
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// Marks `span` as failed without an HTTP answer; `kind` is a short bounded name (`timeout`,
+/// `connect`, `body`).
+pub fn record_http_failure(span: &tracing::Span, kind: &'static str) {
+    span.record("error.type", kind);
+    span.record("otel.status_code", "ERROR");
 }
 
 /// Renames `span`'s exported span, e.g. once an HTTP route template is known. (Recording

@@ -14,6 +14,7 @@ use futures::{Stream, StreamExt};
 use reqwest::header::HeaderMap;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use service_runtime::telemetry::{record_http_failure, record_http_status};
 use tracing::Instrument;
 
 use crate::config::{ProviderConfig, ProviderKind, RetryPolicy};
@@ -147,6 +148,9 @@ pub struct ProviderClient {
     config: ProviderConfig,
     http: reqwest::Client,
     url: String,
+    /// Host and port of `url`, for the spans.
+    host: String,
+    port: Option<u16>,
 }
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
@@ -275,7 +279,16 @@ impl ProviderClient {
             ProviderKind::Anthropic => format!("{base}/v1/messages"),
             ProviderKind::OpenAi => format!("{base}/v1/chat/completions"),
         };
-        Ok(Self { config, http, url })
+        let parsed = reqwest::Url::parse(&url)?;
+        let host = parsed.host_str().unwrap_or_default().to_string();
+        let port = parsed.port_or_known_default();
+        Ok(Self {
+            config,
+            http,
+            url,
+            host,
+            port,
+        })
     }
 
     /// The configured model.
@@ -345,35 +358,73 @@ impl ProviderClient {
         builder.json(&body)
     }
 
+    /// The `http.client` span of one attempt (a child of the `ai.provider` span).
+    fn attempt_span(&self) -> tracing::Span {
+        service_runtime::telemetry::http_client_span(
+            "POST",
+            &self.host,
+            self.port,
+            self.config.kind.as_str(),
+        )
+    }
+
     async fn complete_once(&self, request: &ModelRequest) -> Result<Completion, Failure> {
-        let response = self
-            .post(request, false)
-            .send()
-            .await
-            .map_err(|e| send_failure(&e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(|e| send_failure(&e))?;
-        if !status.is_success() {
-            return Err(status_failure(status.as_u16(), &headers, &bytes));
+        let span = self.attempt_span();
+        async {
+            let response = self
+                .post(request, false)
+                .send()
+                .await
+                .map_err(|e| attempt_failure(&span, &e))?;
+            let status = response.status();
+            record_http_status(&span, status.as_u16());
+            let headers = response.headers().clone();
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| attempt_failure(&span, &e))?;
+            if !status.is_success() {
+                return Err(status_failure(status.as_u16(), &headers, &bytes));
+            }
+            match self.config.kind {
+                ProviderKind::Anthropic => anthropic::parse(&bytes),
+                ProviderKind::OpenAi => openai::parse(&bytes),
+            }
+            .map_err(Failure::fatal)
         }
-        match self.config.kind {
-            ProviderKind::Anthropic => anthropic::parse(&bytes),
-            ProviderKind::OpenAi => openai::parse(&bytes),
-        }
-        .map_err(Failure::fatal)
+        .instrument(span.clone())
+        .await
     }
 
     async fn stream_once(&self, request: &ModelRequest) -> Result<TokenStream, Failure> {
+        let span = self.attempt_span();
+        self.open_stream(request, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    /// One streamed attempt, up to its first token.
+    async fn open_stream(
+        &self,
+        request: &ModelRequest,
+        span: &tracing::Span,
+    ) -> Result<TokenStream, Failure> {
         let send = self.post(request, true).send();
         let response = tokio::time::timeout(self.config.timeouts.first_byte, send)
             .await
-            .map_err(|_| Failure::transient(Error::ProviderTimeout("no first byte in time"), None))?
-            .map_err(|e| send_failure(&e))?;
+            .map_err(|_| {
+                record_http_failure(span, "timeout");
+                Failure::transient(Error::ProviderTimeout("no first byte in time"), None)
+            })?
+            .map_err(|e| attempt_failure(span, &e))?;
         let status = response.status();
+        record_http_status(span, status.as_u16());
         if !status.is_success() {
             let headers = response.headers().clone();
-            let bytes = response.bytes().await.map_err(|e| send_failure(&e))?;
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| attempt_failure(span, &e))?;
             return Err(status_failure(status.as_u16(), &headers, &bytes));
         }
         let mut stream = TokenStream {
@@ -389,7 +440,9 @@ impl ProviderClient {
         };
         // Read up to the first token so that an early failure (an `error` event after the 200,
         // a dropped connection) can still be retried invisibly to the caller.
-        let first = stream.next_chunk().await?;
+        let first = stream.next_chunk().await.inspect_err(|_| {
+            record_http_failure(span, "stream");
+        })?;
         match first {
             Some(chunk) => {
                 stream.done = chunk == Chunk::Finished;
@@ -469,6 +522,19 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(|ms| Duration::from_secs_f64(ms / 1000.0))
         .or_else(|| header("retry-after").map(Duration::from_secs_f64))?;
     (delay <= Duration::from_secs(60)).then_some(delay)
+}
+
+/// A failed attempt without an answer, recorded on its span.
+fn attempt_failure(span: &tracing::Span, error: &reqwest::Error) -> Failure {
+    let kind = if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connect"
+    } else {
+        "connection_lost"
+    };
+    record_http_failure(span, kind);
+    send_failure(error)
 }
 
 fn send_failure(error: &reqwest::Error) -> Failure {

@@ -10,6 +10,8 @@ use rand::Rng;
 use reqwest::header::HeaderMap;
 use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::Value;
+use service_runtime::telemetry::{http_client_span, record_http_failure, record_http_status};
+use tracing::Instrument;
 
 use super::ProviderError;
 use crate::config::RetryPolicy;
@@ -80,8 +82,24 @@ impl HttpCaller {
         loop {
             attempt += 1;
             let last = attempt >= self.policy.attempts;
-            let failure = match build(&self.client).send().await {
+            // One `http.client` span per attempt, ended before any back-off.
+            let (span, sent) = match build(&self.client).build() {
+                Ok(request) => {
+                    let url = request.url();
+                    let span = http_client_span(
+                        request.method().as_str(),
+                        url.host_str().unwrap_or_default(),
+                        url.port_or_known_default(),
+                        provider.as_str(),
+                    );
+                    let sent = self.client.execute(request).instrument(span.clone()).await;
+                    (span, sent)
+                }
+                Err(error) => (tracing::Span::none(), Err(error)),
+            };
+            let failure = match sent {
                 Err(error) => {
+                    record_http_failure(&span, failure_kind(&error));
                     let reason = describe(&error);
                     tracing::warn!(%provider, what, attempt, reason, "provider call failed");
                     if last {
@@ -95,10 +113,12 @@ impl HttpCaller {
                 }
                 Ok(response) => {
                     let status = response.status();
+                    record_http_status(&span, status.as_u16());
                     let headers = response.headers().clone();
-                    let body = match response.bytes().await {
+                    let body = match response.bytes().instrument(span.clone()).await {
                         Ok(body) => body,
                         Err(error) => {
+                            record_http_failure(&span, failure_kind(&error));
                             let reason = describe(&error);
                             if last {
                                 return Err(ProviderError::Unreachable {
@@ -139,6 +159,7 @@ impl HttpCaller {
                     }
                 }
             };
+            drop(span);
             let delay = failure.unwrap_or_else(|| self.backoff(attempt));
             tokio::time::sleep(delay).await;
         }
@@ -154,6 +175,19 @@ impl HttpCaller {
             .min(self.policy.max_backoff);
         let jitter = rand::rng().random_range(0.0..0.5);
         base.mul_f64(1.0 + jitter)
+    }
+}
+
+/// A bounded name for a failure without an answer, for the span.
+fn failure_kind(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connect"
+    } else if error.is_body() || error.is_decode() {
+        "body"
+    } else {
+        "request"
     }
 }
 

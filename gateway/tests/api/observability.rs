@@ -31,6 +31,21 @@ struct ReceivedSpan {
     trace_id: String,
     span_id: String,
     parent_span_id: String,
+    /// OTLP span kind: 2 server, 3 client.
+    kind: i32,
+    /// Attribute values, rendered as text.
+    attributes: HashMap<String, String>,
+}
+
+const SERVER: i32 = 2;
+const CLIENT: i32 = 3;
+
+impl ReceivedSpan {
+    fn attribute(&self, key: &str) -> &str {
+        self.attributes
+            .get(key)
+            .unwrap_or_else(|| panic!("no attribute {key} on {self:#?}"))
+    }
 }
 
 /// A test OTLP/gRPC collector: the published `TraceService`, keeping every span it receives.
@@ -60,12 +75,27 @@ impl TraceService for OtlpReceiver {
                 .unwrap_or_default();
             for scope in resource_spans.scope_spans {
                 for span in scope.spans {
+                    let attributes = span
+                        .attributes
+                        .iter()
+                        .map(|kv| {
+                            let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                                Some(AnyValue::StringValue(s)) => s.clone(),
+                                Some(AnyValue::IntValue(i)) => i.to_string(),
+                                Some(AnyValue::BoolValue(b)) => b.to_string(),
+                                other => format!("{other:?}"),
+                            };
+                            (kv.key.clone(), value)
+                        })
+                        .collect();
                     spans.push(ReceivedSpan {
                         service_name: service_name.clone(),
                         name: span.name,
                         trace_id: hex::encode(span.trace_id),
                         span_id: hex::encode(span.span_id),
                         parent_span_id: hex::encode(span.parent_span_id),
+                        kind: span.kind,
+                        attributes,
                     });
                 }
             }
@@ -98,14 +128,37 @@ impl OtlpReceiver {
 
     /// Waits until a span named `name` arrives, flushing the exporter meanwhile.
     async fn wait_for(&self, telemetry: &Telemetry, name: &str) -> ReceivedSpan {
+        self.wait_until(telemetry, name, |s| s.name == name).await
+    }
+
+    /// Waits until a span of trace `trace_id` named `name` arrives.
+    async fn wait_in_trace(
+        &self,
+        telemetry: &Telemetry,
+        trace_id: &str,
+        name: &str,
+    ) -> ReceivedSpan {
+        self.wait_until(telemetry, name, |s| {
+            s.trace_id == trace_id && s.name == name
+        })
+        .await
+    }
+
+    /// Waits until a span that `matches` arrives; `what` describes it for the failure message.
+    async fn wait_until(
+        &self,
+        telemetry: &Telemetry,
+        what: &str,
+        matches: impl Fn(&ReceivedSpan) -> bool,
+    ) -> ReceivedSpan {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(span) = self.spans.lock().unwrap().iter().find(|s| s.name == name) {
+            if let Some(span) = self.spans.lock().unwrap().iter().find(|s| matches(s)) {
                 return span.clone();
             }
             assert!(
                 Instant::now() < deadline,
-                "no span {name:?} received; got {:#?}",
+                "no span {what:?} received; got {:#?}",
                 self.spans.lock().unwrap()
             );
             telemetry.flush();
@@ -136,6 +189,12 @@ async fn one_request_is_one_trace_from_the_gateway_into_project_service() {
     // A request of its own starts a trace at the gateway...
     let project = stack.gateway.create_project(&user, "traced").await;
     let http = receiver.wait_for(&telemetry, "POST /api/projects").await;
+    let client = receiver
+        .wait_for(
+            &telemetry,
+            "autocrea.project.v1.ProjectService/CreateProject",
+        )
+        .await;
     let grpc = receiver
         .wait_for(
             &telemetry,
@@ -150,9 +209,18 @@ async fn one_request_is_one_trace_from_the_gateway_into_project_service() {
     );
     assert_eq!(grpc.trace_id, http.trace_id, "one trace across the hop");
     assert_eq!(
-        grpc.parent_span_id, http.span_id,
-        "project-service's span is a child of the gateway's"
+        client.parent_span_id, http.span_id,
+        "the gateway's gRPC call is a child of its request"
     );
+    assert_eq!(
+        grpc.parent_span_id, client.span_id,
+        "project-service's span is a child of the gateway's call"
+    );
+    let insert = receiver
+        .wait_in_trace(&telemetry, &http.trace_id, "INSERT projects")
+        .await;
+    assert_eq!(insert.parent_span_id, grpc.span_id);
+    assert_eq!(insert.attribute("db.system"), "sqlite");
 
     // ...and one from the frontend continues the frontend's trace.
     let id = project["id"].as_str().unwrap();
@@ -170,13 +238,112 @@ async fn one_request_is_one_trace_from_the_gateway_into_project_service() {
     let http = receiver
         .wait_for(&telemetry, "GET /api/projects/{id}")
         .await;
+    let client = receiver
+        .wait_for(&telemetry, "autocrea.project.v1.ProjectService/GetProject")
+        .await;
     let grpc = receiver
         .wait_for(&telemetry, "/autocrea.project.v1.ProjectService/GetProject")
         .await;
     assert_eq!(http.trace_id, TRACE_ID);
     assert_eq!(http.parent_span_id, FRONTEND_SPAN_ID);
+    assert_eq!(client.trace_id, TRACE_ID);
+    assert_eq!(client.parent_span_id, http.span_id);
     assert_eq!(grpc.trace_id, TRACE_ID);
-    assert_eq!(grpc.parent_span_id, http.span_id);
+    assert_eq!(grpc.parent_span_id, client.span_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_request_is_one_trace_down_to_the_database() {
+    let receiver = OtlpReceiver::default();
+    let collector = receiver.start();
+    let mut settings = settings();
+    settings.otlp_endpoint = Some(format!("http://{}", collector.addr));
+    let telemetry = service_runtime::telemetry::init_with(settings).unwrap();
+    // project-service on PostgreSQL, the gateway's key table on SQLite.
+    let stack = Stack::start(Db::Postgres).await;
+    let user = unique_user("dbtrace");
+    let project = stack.gateway.create_project(&user, "db-traced").await;
+    let id = project["id"].as_str().unwrap();
+    let created = stack
+        .gateway
+        .post("/api/auth/keys", &user)
+        .json(&serde_json::json!({"name": "tracing"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let key: Value = created.json().await.unwrap();
+    let key = key["key"].as_str().unwrap().to_string();
+
+    let response = stack
+        .gateway
+        .http
+        .get(stack.gateway.url(&format!("/api/projects/{id}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // The gateway's request span is the root of its trace...
+    let http = receiver
+        .wait_for(&telemetry, "GET /api/projects/{id}")
+        .await;
+    assert_eq!(http.parent_span_id, "", "{http:#?}");
+    let trace = http.trace_id.clone();
+    // ...the API key lookup is a database span in it...
+    let key_lookup = receiver
+        .wait_in_trace(&telemetry, &trace, "SELECT api_keys")
+        .await;
+    assert_eq!(key_lookup.attribute("db.system"), "sqlite");
+    assert_eq!(key_lookup.attribute("db.operation"), "SELECT");
+    assert_eq!(key_lookup.attribute("db.sql.table"), "api_keys");
+    // ...the gateway's gRPC call is a client span under the request...
+    let client = receiver
+        .wait_in_trace(
+            &telemetry,
+            &trace,
+            "autocrea.project.v1.ProjectService/GetProject",
+        )
+        .await;
+    assert_eq!(client.kind, CLIENT);
+    assert_eq!(client.parent_span_id, http.span_id);
+    assert_eq!(client.attribute("rpc.system"), "grpc");
+    assert_eq!(
+        client.attribute("rpc.service"),
+        "autocrea.project.v1.ProjectService"
+    );
+    assert_eq!(client.attribute("rpc.method"), "GetProject");
+    assert_eq!(client.attribute("peer.service"), "project-service");
+    assert_eq!(client.attribute("rpc.grpc.status_code"), "0");
+    // ...project-service's server span is the call's child...
+    let server = receiver
+        .wait_in_trace(
+            &telemetry,
+            &trace,
+            "/autocrea.project.v1.ProjectService/GetProject",
+        )
+        .await;
+    assert_eq!(server.kind, SERVER);
+    assert_eq!(server.parent_span_id, client.span_id);
+    // ...and its query is the server span's child, described without its values.
+    let query = receiver
+        .wait_in_trace(&telemetry, &trace, "SELECT projects")
+        .await;
+    assert_eq!(query.kind, CLIENT);
+    assert_eq!(query.parent_span_id, server.span_id);
+    assert_eq!(query.attribute("db.system"), "postgresql");
+    assert_eq!(query.attribute("db.operation"), "SELECT");
+    assert_eq!(query.attribute("db.sql.table"), "projects");
+    let statement = query.attribute("db.statement");
+    assert!(statement.contains("$1"), "{statement}");
+    let everything = format!("{:?}", receiver.spans.lock().unwrap());
+    for secret in [id, user.as_str(), key.as_str(), "db-traced"] {
+        assert!(
+            !everything.contains(secret),
+            "{secret:?} leaked into a span attribute"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
