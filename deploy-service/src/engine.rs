@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, broadcast, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::config::PollerConfig;
 use crate::error::{Error, Result};
@@ -245,10 +246,20 @@ impl DeployEngine {
                                 break;
                             };
                             let engine = self.clone();
-                            steps.spawn(async move {
-                                engine.step(record).await;
-                                drop(slot);
-                            });
+                            // A trace per step: its queries, project-service and provider calls.
+                            let span = tracing::info_span!(
+                                "deploy.step",
+                                deployment_id = %record.id,
+                                provider = record.provider.as_str(),
+                                state = record.state.as_str(),
+                            );
+                            steps.spawn(
+                                async move {
+                                    engine.step(record).await;
+                                    drop(slot);
+                                }
+                                .instrument(span),
+                            );
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "cannot claim deployments"),

@@ -176,6 +176,7 @@ impl TracedTransaction {
 /// `db.query` span: named `<operation> <table>` (`SELECT projects`), with the OpenTelemetry
 /// attributes `db.system`, `db.operation`, `db.sql.table` and `db.statement` (the SQL text with
 /// its `$n` placeholders: bound values are never recorded), and status `ERROR` when it fails.
+/// Statements run outside any span are not traced.
 ///
 /// [`Database::traced`] and [`TracedTransaction::traced`] hand them out.
 #[derive(Debug)]
@@ -300,8 +301,12 @@ fn mark_failed(span: &tracing::Span, error: &sqlx::Error) {
     span.record("error.type", kind);
 }
 
-/// The `db.query` span of one statement.
+/// The `db.query` span of one statement, when it runs inside a trace. Statements outside any
+/// span (a background loop's periodic claim) would each start a trace of one span: noise.
 fn query_span(backend: Backend, sql: &str) -> tracing::Span {
+    if tracing::Span::current().is_none() {
+        return tracing::Span::none();
+    }
     let (operation, table) = describe_sql(sql);
     let name = match table {
         Some(table) => format!("{operation} {table}"),
