@@ -347,6 +347,96 @@ async fn an_api_key_request_is_one_trace_down_to_the_database() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ai_request_traces_the_provider_call_and_the_usage_ledger() {
+    let receiver = OtlpReceiver::default();
+    let collector = receiver.start();
+    let mut settings = settings();
+    settings.otlp_endpoint = Some(format!("http://{}", collector.addr));
+    let telemetry = service_runtime::telemetry::init_with(settings).unwrap();
+
+    let fake = FakeProvider::start().await;
+    let (database_url, _data) = fresh_sqlite_url();
+    let mut ai_config = ai_service::Config::new(database_url);
+    ai_config.provider = Some(ai_service::ProviderConfig::anthropic(fake.url(), KEY));
+    // A budget makes every call read the month's spend first.
+    ai_config.monthly_token_budget = Some(1_000_000);
+    let ai = Server::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        move |listener, shutdown| async move {
+            ai_service::run(ai_config, listener, async {
+                let _ = shutdown.await;
+            })
+            .await
+        },
+    );
+    let project = ProjectService::start(Db::Sqlite).await;
+    let mut config = gateway_config(&project.url());
+    config.services.ai = format!("http://{}", ai.addr);
+    config.limits = generous_limits();
+    let gateway = Gateway::start(config).await;
+
+    let user = unique_user("aitrace");
+    let marker = format!("CODE-MARKER-{}", uuid::Uuid::new_v4().simple());
+    let code = format!("print('{marker}')");
+    let response = gateway
+        .post("/api/ai/explain", &user)
+        .json(&serde_json::json!({"code": code, "language": "python"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let http = receiver.wait_for(&telemetry, "POST /api/ai/explain").await;
+    let trace = http.trace_id.clone();
+    let client = receiver
+        .wait_in_trace(&telemetry, &trace, "autocrea.ai.v1.AiService/Explain")
+        .await;
+    assert_eq!(client.parent_span_id, http.span_id);
+    assert_eq!(client.attribute("peer.service"), "ai-service");
+    let server = receiver
+        .wait_in_trace(&telemetry, &trace, "/autocrea.ai.v1.AiService/Explain")
+        .await;
+    assert_eq!(server.parent_span_id, client.span_id);
+    // The budget check and the ledger row are queries of the call...
+    let spend = receiver
+        .wait_in_trace(&telemetry, &trace, "SELECT ai_usage")
+        .await;
+    let ledger = receiver
+        .wait_in_trace(&telemetry, &trace, "INSERT ai_usage")
+        .await;
+    for query in [&spend, &ledger] {
+        assert_eq!(query.attribute("db.system"), "sqlite");
+        assert_eq!(query.attribute("db.sql.table"), "ai_usage");
+    }
+    // ...and the provider call is an HTTP client span under ai.provider.
+    let provider = receiver
+        .wait_in_trace(&telemetry, &trace, "ai.provider")
+        .await;
+    let attempt = receiver
+        .wait_in_trace(&telemetry, &trace, "POST anthropic")
+        .await;
+    assert_eq!(attempt.kind, CLIENT);
+    assert_eq!(attempt.parent_span_id, provider.span_id);
+    assert_eq!(attempt.attribute("http.request.method"), "POST");
+    assert_eq!(attempt.attribute("server.address"), "127.0.0.1");
+    assert_eq!(attempt.attribute("http.response.status_code"), "200");
+    assert_eq!(attempt.attribute("peer.service"), "anthropic");
+    assert!(
+        fake.seen()
+            .iter()
+            .any(|s| s.body.to_string().contains(&marker)),
+        "the code reached the provider"
+    );
+    let everything = format!("{:?}", receiver.spans.lock().unwrap());
+    for secret in [marker.as_str(), KEY, user.as_str()] {
+        assert!(
+            !everything.contains(secret),
+            "{secret:?} leaked into a span attribute"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_succeed_quickly_while_the_collector_is_down() {
     // A port nobody listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
