@@ -396,4 +396,141 @@ mod tests {
             assert_eq!(describe_sql(sql), (operation, table), "{sql}");
         }
     }
+
+    /// Every span opened while it is the default subscriber: name and fields as text.
+    #[derive(Clone, Default)]
+    struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>);
+
+    #[derive(Debug, Clone)]
+    struct Recorded {
+        id: u64,
+        name: &'static str,
+        fields: std::collections::HashMap<String, String>,
+    }
+
+    struct Fields<'a>(&'a mut std::collections::HashMap<String, String>);
+
+    impl tracing::field::Visit for Fields<'_> {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            self.0
+                .insert(field.name().to_string(), format!("{value:?}"));
+        }
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            self.0.insert(field.name().to_string(), value.to_string());
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recorder {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            id: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut fields = std::collections::HashMap::new();
+            attrs.record(&mut Fields(&mut fields));
+            self.0.lock().unwrap().push(Recorded {
+                id: id.into_u64(),
+                name: attrs.metadata().name(),
+                fields,
+            });
+        }
+
+        fn on_record(
+            &self,
+            id: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut spans = self.0.lock().unwrap();
+            if let Some(span) = spans.iter_mut().find(|s| s.id == id.into_u64()) {
+                values.record(&mut Fields(&mut span.fields));
+            }
+        }
+    }
+
+    impl Recorder {
+        fn queries(&self) -> Vec<std::collections::HashMap<String, String>> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.name == "db.query")
+                .map(|s| s.fields.clone())
+                .collect()
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn statements_get_spans_inside_a_trace_without_their_values() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let recorder = Recorder::default();
+        let _default =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(recorder.clone()));
+        let db = Database::connect("sqlite::memory:", 1).await.unwrap();
+
+        // Outside any span: no trace of one span per statement.
+        sqlx::query("SELECT 1")
+            .fetch_one(db.traced())
+            .await
+            .unwrap();
+        assert!(recorder.queries().is_empty(), "{:?}", recorder.queries());
+
+        async {
+            sqlx::query("CREATE TABLE notes (id INTEGER, body TEXT)")
+                .execute(db.traced())
+                .await
+                .unwrap();
+            let mut tx = db.begin().await.unwrap();
+            sqlx::query("INSERT INTO notes (id, body) VALUES ($1, $2)")
+                .bind(1)
+                .bind("SECRET-VALUE")
+                .execute(tx.traced())
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            let rows = sqlx::query("SELECT body FROM notes WHERE id = $1")
+                .bind(1)
+                .fetch_all(db.traced())
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), 1);
+            sqlx::query("INSERT INTO missing (id) VALUES ($1)")
+                .bind(2)
+                .execute(db.traced())
+                .await
+                .unwrap_err();
+        }
+        .instrument(tracing::info_span!("request"))
+        .await;
+
+        let queries = recorder.queries();
+        let names: Vec<&str> = queries.iter().map(|q| q["otel.name"].as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "QUERY",
+                "BEGIN",
+                "INSERT notes",
+                "COMMIT",
+                "SELECT notes",
+                "INSERT missing"
+            ]
+        );
+        for query in &queries {
+            assert_eq!(query["db.system"], "sqlite");
+            assert!(!format!("{query:?}").contains("SECRET-VALUE"), "{query:?}");
+        }
+        let insert = &queries[2];
+        assert_eq!(insert["db.operation"], "INSERT");
+        assert_eq!(insert["db.sql.table"], "notes");
+        assert_eq!(
+            insert["db.statement"],
+            "INSERT INTO notes (id, body) VALUES ($1, $2)"
+        );
+        assert!(!insert.contains_key("otel.status_code"));
+        let failed = &queries[5];
+        assert_eq!(failed["otel.status_code"], "ERROR");
+        assert!(!failed["error.type"].is_empty());
+    }
 }
