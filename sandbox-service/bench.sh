@@ -1,45 +1,114 @@
 #!/usr/bin/env bash
-# Benchmarks sandbox-service against a plain `docker run --rm` and writes BENCHMARK.md.
+# Benchmarks sandbox-service against a plain `docker run --rm`, with and without warm pools, and
+# through the gateway; writes BENCHMARK.md.
 #
 #   bash sandbox-service/bench.sh          # 40 runs per cell
 #   RUNS=100 bash sandbox-service/bench.sh
+#   PROFILE=debug bash sandbox-service/bench.sh   # debug build (when a release build is out of reach)
+#
+# The gateway cells use the release binaries of sandbox-service and the gateway on loopback, a
+# development token (HS256), rate limiting off, logs at warn.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RUNS=${RUNS:-40}
+GATEWAY_PORT=${GATEWAY_PORT:-18480}
+SANDBOX_PORT=${SANDBOX_PORT:-18454}
+POOL=$((RUNS + 1))
+PROFILE=${PROFILE:-release}
 
 bash deploy/sandbox/build-images.sh
-cargo build --release -q -p sandbox-service --example bench
-table=$(RUST_LOG=warn target/release/examples/bench "$RUNS" 2>/dev/null)
+if [ "$PROFILE" = release ]; then
+    cargo build --release -q -p sandbox-service -p gateway --bin sandbox-service --bin gateway --example bench
+else
+    cargo build -q -p sandbox-service -p gateway --bin sandbox-service --bin gateway --example bench
+fi
+bin=target/$PROFILE
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+machine() {
+    echo "nproc: $(nproc)"
+    echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "kernel: $(uname -r)"
+    echo "docker: $(docker version -f '{{.Server.Version}}') ($(docker info -f '{{.Driver}}, cgroup v{{.CgroupVersion}}' 2>/dev/null))"
+    echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+    free -h | sed -n 1,2p
+}
+before=$(machine)
+
+secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+RUST_LOG=warn METRICS_LISTEN_ADDR=off SANDBOX_LISTEN_ADDR=127.0.0.1:$SANDBOX_PORT \
+    SANDBOX_INSTANCE=bench-gateway SANDBOX_POOL_SIZE=0 \
+    SANDBOX_POOL_SIZES="python=$POOL,javascript=$POOL" SANDBOX_MAX_CONCURRENT_RUNS=8 \
+    "$bin/sandbox-service" >"$work/sandbox.log" 2>&1 &
+pids+=($!)
+RUST_LOG=warn GATEWAY_LISTEN_ADDR=127.0.0.1:$GATEWAY_PORT SANDBOX_SERVICE_URL=http://127.0.0.1:$SANDBOX_PORT \
+    AUTH_HS256_SECRET=$secret RATE_LIMIT_ENABLED=false GATEWAY_WORKERS=2 \
+    DATABASE_URL="sqlite://$work/gateway.db?mode=rwc" \
+    "$bin/gateway" >"$work/gateway.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$GATEWAY_PORT/health" >/dev/null && break
+    sleep 0.1
+done
+token=$(python3 - "$secret" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
+header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+now = int(time.time())
+claims = b64(json.dumps({"sub": "bench-user", "iat": now, "exp": now + 3600}).encode())
+signing = header + b"." + claims
+sig = b64(hmac.new(sys.argv[1].encode(), signing, hashlib.sha256).digest())
+print((signing + b"." + sig).decode())
+PY
+)
+
+table=$(RUST_LOG=warn BENCH_GATEWAY_URL=http://127.0.0.1:$GATEWAY_PORT BENCH_TOKEN=$token \
+    BENCH_GATEWAY_INSTANCE=bench-gateway BENCH_GATEWAY_POOL=$POOL \
+    "$bin/examples/bench" "$RUNS" 2>/dev/null | grep "^|")
+after=$(machine | grep 'load average')
 
 {
     echo "# sandbox-service benchmark"
     echo
-    echo "Hello world (\`console.log('hello')\`, \`print('hello')\`), end to end from a gRPC client on"
-    echo "the same host. Three paths, same image and same isolation flags:"
+    echo "Hello world (\`console.log('hello')\`, \`print('hello')\`), end to end from a client on the"
+    echo "same host. Same image and same isolation flags on every path:"
     echo
-    echo "- **docker run --rm**: the \`docker\` CLI creating, starting, waiting for and removing a fresh"
-    echo "  container (\`node -e\` / \`python3 -c\`): the floor for a fresh container."
-    echo "- **sandbox, no pool**: \`Execute\` creating and starting a fresh container per run, then an"
-    echo "  exec that unpacks the code and runs it; the container is removed after the answer."
-    echo "- **sandbox, warm pool**: \`Execute\` taking a started idle container from a pool of 4."
+    echo "- **docker run --rm**: the \`docker\` CLI creating, attaching to, starting, waiting for and"
+    echo "  removing a fresh container (\`node -e\` / \`python3 -c\`): the floor for a fresh container."
+    echo "- **sandbox, no pool**: gRPC \`Execute\` creating, attaching to and starting a fresh container"
+    echo "  (its supervisor starts the interpreter), then sending the run on its stdin; the container"
+    echo "  is removed after the answer."
+    echo "- **sandbox, warm pool**: gRPC \`Execute\` taking a container whose interpreter is already"
+    echo "  running from the language's pool, sized $POOL so that the whole cell is served warm (every"
+    echo "  pool full before each cell; refills run in the background during the cell, as in service)."
+    echo "- **sandbox, pool of 2, back to back**: the default pool size under back-to-back runs: the"
+    echo "  pool drains and most runs create their container on the spot (a burst drains gracefully)."
+    echo "- **gateway → sandbox, warm pool**: HTTP \`POST /api/sandbox/execute\` with a bearer token"
+    echo "  through the gateway (release binaries, keep-alive connections) to a sandbox-service process"
+    echo "  with pools of $POOL."
     echo
     echo "Each cell: one warm-up run, then $RUNS runs spread over the given number of concurrent"
     echo "clients. p50/p95 are per-run latencies; runs/s is runs divided by the cell's wall time."
-    echo "Every container has 0.5 CPU, which dominates interpreter start-up (Node.js especially)."
+    echo "Every container has 0.5 CPU."
     echo
-    echo "Command: \`RUNS=$RUNS bash sandbox-service/bench.sh\` ($(date -u +%Y-%m-%d), release build)"
+    echo "Command: \`RUNS=$RUNS bash sandbox-service/bench.sh\` ($(date -u +%Y-%m-%d), $PROFILE build)"
     echo
     echo "$table"
     echo
     echo "## Machine"
     echo
     echo '```'
-    echo "nproc: $(nproc)"
-    echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-    echo "kernel: $(uname -r)"
-    echo "docker: $(docker version -f '{{.Server.Version}}') ($(docker info -f '{{.Driver}}, cgroup v{{.CgroupVersion}}' 2>/dev/null))"
-    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-    free -h
+    echo "$before"
+    echo "at the end: $after"
     echo '```'
-} > sandbox-service/BENCHMARK.md
+} > sandbox-service/BENCHMARK.md.new
+mv sandbox-service/BENCHMARK.md.new sandbox-service/BENCHMARK.md
 cat sandbox-service/BENCHMARK.md

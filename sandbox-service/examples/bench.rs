@@ -1,16 +1,25 @@
 //! Benchmark: hello world through a plain `docker run --rm` with the sandbox's flags (the floor
-//! for a fresh container), through sandbox-service without a pool, and with a warm pool; for
+//! for a fresh container), through sandbox-service without a pool, with a warm pool sized for
+//! the cell, with the default pool of 2 per language run back to back (it drains), and, when a
+//! gateway is given, with a warm pool through the gateway's `POST /api/sandbox/execute`; for
 //! JavaScript and Python at concurrency 1 and 4. Prints a Markdown table.
 //!
-//! Run with `bash sandbox-service/bench.sh` (release build, writes BENCHMARK.md), or
-//! `cargo run --release -p sandbox-service --example bench -- [runs per cell, default 40]`.
+//! Run with `bash sandbox-service/bench.sh` (release build, starts the gateway, writes
+//! BENCHMARK.md), or `cargo run --release -p sandbox-service --example bench -- [runs per cell]`.
+//! Gateway cells need `BENCH_GATEWAY_URL`, `BENCH_TOKEN` and `BENCH_GATEWAY_INSTANCE` (the
+//! `SANDBOX_INSTANCE` of the sandbox-service behind that gateway, whose pool is watched).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use autocrea_proto::sandbox::v1::ExecuteRequest;
 use autocrea_proto::sandbox::v1::sandbox_service_client::SandboxServiceClient;
+use bollard::query_parameters::ListContainersOptionsBuilder;
 use sandbox_service::Config;
+use sandbox_service::engine::OWNER_LABEL;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
 
@@ -41,11 +50,17 @@ async fn main() -> anyhow::Result<()> {
         queue_limit: 64,
         ..Config::default()
     };
+    // BENCH_ONLY=<text>: only the paths whose name contains it (e.g. `warm`).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let wanted = |path: &str| path.contains(only.as_str());
     println!("| path | language | concurrency | runs | p50 ms | p95 ms | runs/s |");
     println!("|---|---|---:|---:|---:|---:|---:|");
 
     for (language, _, argv) in LANGUAGES {
         for concurrency in CONCURRENCY {
+            if !wanted("docker run --rm") {
+                continue;
+            }
             let image = base.clone();
             let stats = measure(runs, concurrency, move || {
                 let config = image.clone();
@@ -55,19 +70,32 @@ async fn main() -> anyhow::Result<()> {
             row("docker run --rm", language, concurrency, runs, &stats);
         }
     }
-    for (label, pool_size) in [("sandbox, no pool", 0), ("sandbox, warm pool", 4)] {
+
+    // Pool sizes per language: none; enough warm containers for a whole cell (warm-up included);
+    // the default 2, drained by back-to-back runs, which then create containers on the spot.
+    let sized = runs + 1;
+    for (label, size) in [
+        ("sandbox, no pool", 0),
+        ("sandbox, warm pool", sized),
+        ("sandbox, pool of 2, back to back", 2),
+    ] {
+        if !wanted(label) {
+            continue;
+        }
         let config = Config {
-            pool_size,
-            instance: format!("bench-{pool_size}"),
+            pool_size: 0,
+            pool_sizes: vec![("javascript".into(), size), ("python".into(), size)],
+            instance: format!("bench-{size}"),
             ..base.clone()
         };
+        let instance = config.instance.clone();
         let (client, stop, server) = start(config).await?;
-        if pool_size > 0 {
-            // Let the pool fill before measuring, as a service that has been up a while would.
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
         for (language, code, _) in LANGUAGES {
             for concurrency in CONCURRENCY {
+                if size > 0 {
+                    // As a service that has been up a while: every pool full before the cell.
+                    wait_for_pool(&instance, 2 * size).await;
+                }
                 let client = client.clone();
                 let stats = measure(runs, concurrency, move || {
                     let mut client = client.clone();
@@ -75,24 +103,76 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .await;
                 row(label, language, concurrency, runs, &stats);
-                if pool_size > 0 {
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                }
             }
         }
         let _ = stop.send(());
         server.await??;
     }
+
+    if !wanted("gateway → sandbox, warm pool") {
+        return Ok(());
+    }
+    if let (Ok(url), Ok(token), Ok(instance)) = (
+        std::env::var("BENCH_GATEWAY_URL"),
+        std::env::var("BENCH_TOKEN"),
+        std::env::var("BENCH_GATEWAY_INSTANCE"),
+    ) {
+        let pool: usize = std::env::var("BENCH_GATEWAY_POOL")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(sized);
+        let gateway = Arc::new(Gateway::new(&url, &token)?);
+        for (language, code, _) in LANGUAGES {
+            for concurrency in CONCURRENCY {
+                wait_for_pool(&instance, 2 * pool).await;
+                let gateway = gateway.clone();
+                let stats = measure(runs, concurrency, move || {
+                    let gateway = gateway.clone();
+                    async move { gateway.execute(language, code).await }
+                })
+                .await;
+                row(
+                    "gateway → sandbox, warm pool",
+                    language,
+                    concurrency,
+                    runs,
+                    &stats,
+                );
+            }
+        }
+    }
     Ok(())
 }
 
+/// Waits until `instance` owns `n` containers (its pools are full and no run is in flight).
+async fn wait_for_pool(instance: &str, n: usize) {
+    let docker = bollard::Docker::connect_with_defaults().expect("Docker client");
+    let filters = HashMap::from([("label", vec![format!("{OWNER_LABEL}={instance}")])]);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let options = ListContainersOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let running = docker
+            .list_containers(Some(options))
+            .await
+            .map_or(0, |c| c.len());
+        if running >= n || Instant::now() > deadline {
+            // Let the last container's interpreter settle.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Latencies of `runs` calls of `one`, `concurrency` at a time, and the wall time of them all.
+/// One warm-up call first, not counted.
 async fn measure<F, Fut>(runs: usize, concurrency: usize, one: F) -> (Vec<Duration>, Duration)
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    // One warm-up run, not counted.
     one().await;
     let remaining = Arc::new(Mutex::new(runs));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(runs)));
@@ -205,6 +285,78 @@ async fn execute(client: &mut SandboxServiceClient<Channel>, language: &str, cod
     );
     let result = client.execute(request).await.expect("execute").into_inner();
     assert_eq!(result.stdout, "hello\n", "{result:?}");
+}
+
+/// A minimal HTTP/1.1 client for the gateway: one keep-alive connection per concurrent caller,
+/// so that what is measured is the gateway and the services, not a client library.
+struct Gateway {
+    addr: String,
+    host: String,
+    token: String,
+    idle: std::sync::Mutex<Vec<BufReader<TcpStream>>>,
+}
+
+impl Gateway {
+    fn new(url: &str, token: &str) -> anyhow::Result<Self> {
+        let host = url
+            .strip_prefix("http://")
+            .ok_or_else(|| anyhow::anyhow!("BENCH_GATEWAY_URL must be http://host:port"))?
+            .trim_end_matches('/')
+            .to_string();
+        Ok(Self {
+            addr: host.clone(),
+            host,
+            token: token.to_string(),
+            idle: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    async fn execute(&self, language: &str, code: &str) {
+        let idle = self.idle.lock().expect("idle connections").pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => {
+                let stream = TcpStream::connect(&self.addr).await.expect("connect");
+                stream.set_nodelay(true).expect("nodelay");
+                BufReader::new(stream)
+            }
+        };
+        let body = format!("{{\"language\":\"{language}\",\"code\":\"{code}\"}}");
+        let request = format!(
+            "POST /api/sandbox/execute HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.host,
+            self.token,
+            body.len()
+        );
+        conn.get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .expect("send");
+        let mut status = String::new();
+        conn.read_line(&mut status).await.expect("status line");
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            conn.read_line(&mut line).await.expect("header");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().expect("content length");
+            }
+        }
+        let mut body = vec![0; length];
+        conn.read_exact(&mut body).await.expect("body");
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            status.starts_with("HTTP/1.1 200") && body.contains(r#""stdout":"hello\n""#),
+            "{status} {body}"
+        );
+        self.idle.lock().expect("idle connections").push(conn);
+    }
 }
 
 type Server = tokio::task::JoinHandle<anyhow::Result<()>>;
