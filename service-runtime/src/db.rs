@@ -397,76 +397,9 @@ mod tests {
         }
     }
 
-    /// Every span opened while it is the default subscriber: name and fields as text.
-    #[derive(Clone, Default)]
-    struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>);
-
-    #[derive(Debug, Clone)]
-    struct Recorded {
-        id: u64,
-        name: &'static str,
-        fields: std::collections::HashMap<String, String>,
-    }
-
-    struct Fields<'a>(&'a mut std::collections::HashMap<String, String>);
-
-    impl tracing::field::Visit for Fields<'_> {
-        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-            self.0
-                .insert(field.name().to_string(), format!("{value:?}"));
-        }
-        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-            self.0.insert(field.name().to_string(), value.to_string());
-        }
-    }
-
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recorder {
-        fn on_new_span(
-            &self,
-            attrs: &tracing::span::Attributes<'_>,
-            id: &tracing::span::Id,
-            _: tracing_subscriber::layer::Context<'_, S>,
-        ) {
-            let mut fields = std::collections::HashMap::new();
-            attrs.record(&mut Fields(&mut fields));
-            self.0.lock().unwrap().push(Recorded {
-                id: id.into_u64(),
-                name: attrs.metadata().name(),
-                fields,
-            });
-        }
-
-        fn on_record(
-            &self,
-            id: &tracing::span::Id,
-            values: &tracing::span::Record<'_>,
-            _: tracing_subscriber::layer::Context<'_, S>,
-        ) {
-            let mut spans = self.0.lock().unwrap();
-            if let Some(span) = spans.iter_mut().find(|s| s.id == id.into_u64()) {
-                values.record(&mut Fields(&mut span.fields));
-            }
-        }
-    }
-
-    impl Recorder {
-        fn queries(&self) -> Vec<std::collections::HashMap<String, String>> {
-            self.0
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|s| s.name == "db.query")
-                .map(|s| s.fields.clone())
-                .collect()
-        }
-    }
-
     #[tokio::test(flavor = "current_thread")]
     async fn statements_get_spans_inside_a_trace_without_their_values() {
-        use tracing_subscriber::layer::SubscriberExt;
-        let recorder = Recorder::default();
-        let _default =
-            tracing::subscriber::set_default(tracing_subscriber::registry().with(recorder.clone()));
+        let (recorder, _default) = crate::span_recorder::SpanRecorder::install();
         let db = Database::connect("sqlite::memory:", 1).await.unwrap();
 
         // Outside any span: no trace of one span per statement.
@@ -474,7 +407,7 @@ mod tests {
             .fetch_one(db.traced())
             .await
             .unwrap();
-        assert!(recorder.queries().is_empty(), "{:?}", recorder.queries());
+        assert!(recorder.spans("db.query").is_empty());
 
         async {
             sqlx::query("CREATE TABLE notes (id INTEGER, body TEXT)")
@@ -504,7 +437,11 @@ mod tests {
         .instrument(tracing::info_span!("request"))
         .await;
 
-        let queries = recorder.queries();
+        let queries: Vec<_> = recorder
+            .spans("db.query")
+            .into_iter()
+            .map(|s| s.fields)
+            .collect();
         let names: Vec<&str> = queries.iter().map(|q| q["otel.name"].as_str()).collect();
         assert_eq!(
             names,

@@ -8,6 +8,8 @@ pub mod grpc;
 pub mod grpc_observe;
 pub mod metrics;
 pub mod shutdown;
+#[cfg(any(test, feature = "testing"))]
+pub mod span_recorder;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -326,7 +326,7 @@ pub fn http_client_span(method: &str, host: &str, port: Option<u16>, peer: &str)
 pub fn record_http_status(span: &tracing::Span, status: u16) {
     span.record("http.response.status_code", status);
     if status >= 500 || matches!(status, 401 | 403 | 429) {
-        span.record("error.type", status);
+        span.record("error.type", status.to_string().as_str());
         span.record("otel.status_code", "ERROR");
     }
 }

@@ -342,4 +342,68 @@ mod tests {
             Some(Duration::from_secs(1))
         );
     }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn every_attempt_is_an_http_client_span_with_its_status() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (recorder, _default) = service_runtime::span_recorder::SpanRecorder::install();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A provider that fails once (retried), then answers.
+        tokio::spawn(async move {
+            for answer in [
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+            ] {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = socket.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
+                socket.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        let policy = RetryPolicy {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+            max_rate_limit_wait: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(5),
+        };
+        let caller = HttpCaller::new(Client::new(), policy, Provider::Vercel);
+        let reply = caller
+            .send("status read", |client| {
+                client
+                    .get(format!(
+                        "http://{addr}/v13/deployments/dpl_marker?teamId=team_1"
+                    ))
+                    .bearer_auth("TOKEN-MARKER")
+            })
+            .await
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+
+        let spans = recorder.spans("http.client");
+        assert_eq!(spans.len(), 2, "{spans:#?}");
+        for span in &spans {
+            assert_eq!(span.fields["otel.name"], "GET vercel");
+            assert_eq!(span.fields["otel.kind"], "client");
+            assert_eq!(span.fields["http.request.method"], "GET");
+            assert_eq!(span.fields["server.address"], "127.0.0.1");
+            assert_eq!(span.fields["server.port"], addr.port().to_string());
+        }
+        assert_eq!(spans[0].fields["http.response.status_code"], "503");
+        assert_eq!(spans[0].fields["otel.status_code"], "ERROR");
+        assert_eq!(spans[1].fields["http.response.status_code"], "200");
+        assert!(!spans[1].fields.contains_key("otel.status_code"));
+        let text = format!("{spans:?}");
+        for marker in ["dpl_marker", "team_1", "TOKEN-MARKER"] {
+            assert!(!text.contains(marker), "{marker} in {text}");
+        }
+    }
 }
