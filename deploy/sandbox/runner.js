@@ -44,6 +44,11 @@ function decode(data) {
   return fields;
 }
 
+// Created on first use, which loads the stream modules: done while idle. (Not stdin: a stdin
+// stream could start reading fd 0, which still holds the supervisor's header.)
+void process.stdout;
+void process.stderr;
+
 fs.writeSync(READY_FD, 'r');
 fs.closeSync(READY_FD);
 const run = decode(readAll(GO_FD));
