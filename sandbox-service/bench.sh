@@ -93,7 +93,8 @@ after=$(machine | grep 'load average')
     echo "  pool drains and most runs create their container on the spot (a burst drains gracefully)."
     echo "- **gateway → sandbox, warm pool**: HTTP \`POST /api/sandbox/execute\` with a bearer token"
     echo "  through the gateway (release binaries, keep-alive connections) to a sandbox-service process"
-    echo "  with pools of $POOL."
+    echo "  with pools of $POOL; also paced at one run a second (concurrency 1), a rate at which the"
+    echo "  background refills and removals keep up."
     echo
     echo "Each cell: one warm-up run, then $RUNS runs spread over the given number of concurrent"
     echo "clients. p50/p95 are per-run latencies; runs/s is runs divided by the cell's wall time."

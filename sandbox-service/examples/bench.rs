@@ -140,8 +140,51 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
+        // One run a second: the pool's refills and removals keep up, as under moderate traffic.
+        for (language, code, _) in LANGUAGES {
+            wait_for_pool(&instance, 2 * pool).await;
+            let gateway = gateway.clone();
+            let stats = measure_paced(runs, PACE, move || {
+                let gateway = gateway.clone();
+                async move { gateway.execute(language, code).await }
+            })
+            .await;
+            row(
+                "gateway → sandbox, warm pool, 1 run/s",
+                language,
+                1,
+                runs,
+                &stats,
+            );
+        }
     }
     Ok(())
+}
+
+/// Interval between the starts of paced runs.
+const PACE: Duration = Duration::from_secs(1);
+
+/// Latencies of `runs` calls of `one`, one at a time, each starting `interval` after the
+/// previous one started (or at once when it took longer); wall time as in [`measure`].
+async fn measure_paced<F, Fut>(runs: usize, interval: Duration, one: F) -> (Vec<Duration>, Duration)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    one().await;
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        ticks.tick().await;
+        let t = Instant::now();
+        one().await;
+        latencies.push(t.elapsed());
+    }
+    let wall = started.elapsed();
+    latencies.sort();
+    (latencies, wall)
 }
 
 /// Waits until `instance` owns `n` containers (its pools are full and no run is in flight).
