@@ -6,7 +6,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use service_runtime::config::{ConfigError, flag, listen_addr, optional, parse_or};
 
-use crate::limits::RateLimitPolicy;
+use crate::limits::{RateLimitPolicy, RedisFailureMode};
 
 /// Everything the gateway needs to start.
 #[derive(Debug, Clone)]
@@ -86,6 +86,9 @@ pub struct LimitsConfig {
     pub auth: RateLimitPolicy,
     /// `REDIS_URL`: when set, limits live in Redis and every gateway replica shares them.
     pub redis_url: Option<SecretString>,
+    /// `RATE_LIMIT_REDIS_FAILURE`, default `open`: what to do while Redis does not answer (fall
+    /// back to in-process limits, or refuse limited requests with 503).
+    pub redis_failure: RedisFailureMode,
     /// `RATE_LIMIT_ENABLED`, default true; false turns limiting off (benchmarks only).
     pub enabled: bool,
 }
@@ -99,6 +102,7 @@ impl Default for LimitsConfig {
             sandbox: RateLimitPolicy::new(100, Duration::from_secs(15 * 60)),
             auth: RateLimitPolicy::new(5, Duration::from_secs(15 * 60)),
             redis_url: None,
+            redis_failure: RedisFailureMode::default(),
             enabled: true,
         }
     }
@@ -174,6 +178,7 @@ impl Config {
                 sandbox: parse_or("RATE_LIMIT_SANDBOX", limit_defaults.sandbox)?,
                 auth: parse_or("RATE_LIMIT_AUTH", limit_defaults.auth)?,
                 redis_url: optional("REDIS_URL").map(SecretString::from),
+                redis_failure: parse_or("RATE_LIMIT_REDIS_FAILURE", RedisFailureMode::default())?,
                 enabled: flag("RATE_LIMIT_ENABLED", true)?,
             },
             max_body_bytes: parse_or("MAX_BODY_BYTES", defaults.max_body_bytes)?,

@@ -37,7 +37,17 @@ pub async fn guard(
                 .unwrap_or_default()
         ),
     };
-    let decision = state.limiter.check(group, &key).await;
+    let decision = match state.limiter.check(group, &key).await {
+        Ok(decision) => decision,
+        Err(unavailable) => {
+            let error = ApiError::unavailable(
+                "the rate limiter's shared store (Redis) does not answer, and this gateway is \
+                 configured to refuse requests until it does; try again shortly",
+                unavailable.retry_after_secs,
+            );
+            return Ok(req.error_response(error));
+        }
+    };
     if !decision.allowed {
         state.limiter.note_rejection(group);
         let response = req.error_response(ApiError::rate_limited(

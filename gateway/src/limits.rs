@@ -1,17 +1,20 @@
 //! Rate limits per (user or client IP, route group), by GCRA.
 //!
 //! In one process the state lives in governor's keyed limiters. With `REDIS_URL` set it lives in
-//! Redis, updated atomically by one Lua script, so every gateway replica spends one shared budget;
-//! if Redis stops answering, the gateway falls back to its in-process limiter (and says so in the
-//! log) rather than failing requests, and goes back to Redis once it answers again.
+//! Redis, updated atomically by one Lua script, so every gateway replica spends one shared budget.
+//! If Redis stops answering, [`RedisFailureMode`] decides: by default (`open`) the gateway falls
+//! back to its in-process limiter and keeps serving; `closed` refuses limited requests with 503
+//! instead. Either way it logs the outage once, stops asking Redis for a second at a time (so a
+//! dead Redis costs requests no latency), and goes back to Redis once it answers again.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -122,6 +125,44 @@ impl RouteGroup {
     pub const ALL: [RouteGroup; 5] = [Self::Api, Self::Ai, Self::Deploy, Self::Sandbox, Self::Auth];
 }
 
+/// What the gateway does while Redis, holding the shared budgets, does not answer
+/// (`RATE_LIMIT_REDIS_FAILURE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedisFailureMode {
+    /// Fail open (default): each gateway limits with its own in-process budgets until Redis is
+    /// back, so every request is still limited, but replicas no longer share one budget.
+    #[default]
+    Open,
+    /// Fail closed: refuse every limited request with 503 until Redis is back, so no budget can
+    /// ever be exceeded.
+    Closed,
+}
+
+impl FromStr for RedisFailureMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "open" => Ok(Self::Open),
+            "closed" => Ok(Self::Closed),
+            other => Err(format!(
+                "{other:?} is not a failure mode: use `open` (fall back to in-process limits) or \
+                 `closed` (refuse with 503)"
+            )),
+        }
+    }
+}
+
+/// The shared limiter cannot decide (Redis does not answer and the failure mode is `closed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimiterUnavailable {
+    /// Seconds after which asking again makes sense.
+    pub retry_after_secs: u64,
+}
+
+/// How long the gateway stops asking Redis after it failed to answer.
+const REDIS_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The outcome of one check, with what the `RateLimit-*` headers report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
@@ -150,6 +191,7 @@ pub struct RateLimiter {
     groups: HashMap<RouteGroup, LocalGroup>,
     rejections: HashMap<RouteGroup, AtomicU64>,
     redis: Option<RedisLimiter>,
+    redis_failure: RedisFailureMode,
     enabled: bool,
 }
 
@@ -157,6 +199,7 @@ impl fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
             .field("shared", &self.redis.is_some())
+            .field("redis_failure", &self.redis_failure)
             .field("enabled", &self.enabled)
             .finish()
     }
@@ -193,6 +236,7 @@ impl RateLimiter {
                 .map(|g| (*g, AtomicU64::new(0)))
                 .collect(),
             redis,
+            redis_failure: config.redis_failure,
             enabled: config.enabled,
         })
     }
@@ -202,28 +246,41 @@ impl RateLimiter {
         self.redis.is_some()
     }
 
-    /// Spends one request of `key`'s budget in `group`.
-    pub async fn check(&self, group: RouteGroup, key: &str) -> Decision {
+    /// Spends one request of `key`'s budget in `group`. Fails only when the budgets are shared,
+    /// Redis does not answer and the failure mode is [`RedisFailureMode::Closed`].
+    pub async fn check(
+        &self,
+        group: RouteGroup,
+        key: &str,
+    ) -> Result<Decision, LimiterUnavailable> {
         let local = &self.groups[&group];
         let policy = local.policy;
         if !self.enabled {
-            return Decision {
+            return Ok(Decision {
                 allowed: true,
                 limit: policy.limit,
                 remaining: policy.limit,
                 reset_secs: 0,
                 retry_after_secs: 0,
-            };
+            });
         }
         if let Some(redis) = &self.redis {
-            match redis.check(group, key, policy).await {
-                Ok(decision) => return decision,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Redis rate limiter unavailable; using the in-process limiter");
+            if redis.worth_asking() {
+                match redis.check(group, key, policy).await {
+                    Ok(decision) => {
+                        redis.answered();
+                        return Ok(decision);
+                    }
+                    Err(e) => redis.failed(&e, self.redis_failure),
                 }
             }
+            if self.redis_failure == RedisFailureMode::Closed {
+                return Err(LimiterUnavailable {
+                    retry_after_secs: REDIS_RETRY_INTERVAL.as_secs().max(1),
+                });
+            }
         }
-        check_local(local, key)
+        Ok(check_local(local, key))
     }
 
     /// Counts a refused request of `group` (here and in `rate_limit_rejections_total`).
@@ -302,6 +359,8 @@ struct RedisLimiter {
     client: redis::Client,
     connection: Arc<RwLock<Option<ConnectionManager>>>,
     script: redis::Script,
+    /// While Redis is down: when to ask it again.
+    retry_at: Mutex<Option<Instant>>,
 }
 
 impl RedisLimiter {
@@ -312,7 +371,39 @@ impl RedisLimiter {
             client,
             connection: Arc::new(RwLock::new(None)),
             script: redis::Script::new(GCRA_SCRIPT),
+            retry_at: Mutex::new(None),
         })
+    }
+
+    /// False for [`REDIS_RETRY_INTERVAL`] after a failure: requests then skip Redis instead of
+    /// each waiting for it to fail again.
+    fn worth_asking(&self) -> bool {
+        let retry_at = *self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
+        retry_at.is_none_or(|at| Instant::now() >= at)
+    }
+
+    fn answered(&self) {
+        let mut retry_at = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
+        if retry_at.take().is_some() {
+            tracing::info!("Redis rate limiter answers again; budgets are shared again");
+        }
+    }
+
+    fn failed(&self, error: &redis::RedisError, mode: RedisFailureMode) {
+        let mut retry_at = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
+        if retry_at.is_none() {
+            match mode {
+                RedisFailureMode::Open => tracing::warn!(
+                    error = %error,
+                    "Redis rate limiter unavailable; limiting with the in-process limiter until it answers"
+                ),
+                RedisFailureMode::Closed => tracing::error!(
+                    error = %error,
+                    "Redis rate limiter unavailable; refusing limited requests with 503 until it answers (RATE_LIMIT_REDIS_FAILURE=closed)"
+                ),
+            }
+        }
+        *retry_at = Some(Instant::now() + REDIS_RETRY_INTERVAL);
     }
 
     async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
@@ -383,6 +474,14 @@ mod tests {
         assert!("ten/5m".parse::<RateLimitPolicy>().is_err());
     }
 
+    #[test]
+    fn parses_failure_modes() {
+        assert_eq!("open".parse(), Ok(RedisFailureMode::Open));
+        assert_eq!(" Closed ".parse(), Ok(RedisFailureMode::Closed));
+        assert!("deny".parse::<RedisFailureMode>().is_err());
+        assert_eq!(RedisFailureMode::default(), RedisFailureMode::Open);
+    }
+
     #[tokio::test]
     async fn local_budget_is_exact_and_per_key() {
         let config = crate::config::LimitsConfig {
@@ -391,14 +490,14 @@ mod tests {
         };
         let limiter = RateLimiter::new(&config).unwrap();
         for expected_remaining in [2, 1, 0] {
-            let d = limiter.check(RouteGroup::Api, "a").await;
+            let d = limiter.check(RouteGroup::Api, "a").await.unwrap();
             assert!(d.allowed);
             assert_eq!(d.remaining, expected_remaining);
         }
-        let refused = limiter.check(RouteGroup::Api, "a").await;
+        let refused = limiter.check(RouteGroup::Api, "a").await.unwrap();
         assert!(!refused.allowed);
         assert!(refused.retry_after_secs >= 1000, "{refused:?}");
-        assert!(limiter.check(RouteGroup::Api, "b").await.allowed);
-        assert!(limiter.check(RouteGroup::Ai, "a").await.allowed);
+        assert!(limiter.check(RouteGroup::Api, "b").await.unwrap().allowed);
+        assert!(limiter.check(RouteGroup::Ai, "a").await.unwrap().allowed);
     }
 }

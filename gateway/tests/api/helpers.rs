@@ -166,6 +166,7 @@ pub fn generous_limits() -> LimitsConfig {
         sandbox: high,
         auth: high,
         redis_url: None,
+        redis_failure: Default::default(),
         enabled: true,
     }
 }
