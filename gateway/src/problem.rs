@@ -239,6 +239,11 @@ impl ApiError {
         self.status
     }
 
+    /// The invalid fields, for validation problems.
+    pub fn field_errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+
     /// Maps a gRPC status from `service` to the HTTP error the client sees. The one place where
     /// gRPC codes become HTTP statuses.
     pub fn from_status(status: &tonic::Status, service: &str) -> Self {
@@ -319,6 +324,22 @@ impl ApiError {
                 "Not implemented",
                 format!("{service} does not offer this operation yet"),
             ),
+            // A call cut short by a lost connection (the service crashed or restarted while
+            // answering) fails here, on the client side, with the transport error as its source:
+            // the service did not answer at all, so it is unavailable (503, try again), not failing.
+            Code::Internal | Code::Unknown if std::error::Error::source(status).is_some() => {
+                tracing::warn!(
+                    service,
+                    grpc_message = message,
+                    "connection to downstream lost mid-call"
+                );
+                Self::unavailable(
+                    format!(
+                        "{service} is unavailable right now (the connection to it was lost); try again shortly"
+                    ),
+                    1,
+                )
+            }
             Code::Internal | Code::DataLoss | Code::Unknown | Code::Ok => Self::internal(
                 format_args!("{service} answered {:?}: {message}", status.code()),
             ),

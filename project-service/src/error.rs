@@ -64,7 +64,11 @@ pub enum Error {
         /// The total size after the write.
         would_be: i64,
     },
-    /// Anything unexpected (database down, corrupt row); logged, never shown to callers.
+    /// The database cannot be reached right now (restarting, refusing or dropping connections):
+    /// callers may try again. The cause is logged, never shown.
+    #[error("the database is unavailable right now; try again shortly")]
+    DatabaseUnavailable(#[source] anyhow::Error),
+    /// Anything unexpected (corrupt row, failed query); logged, never shown to callers.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -86,12 +90,17 @@ impl From<Error> for Status {
             Error::TooManyFiles { .. } | Error::ProjectTooLarge { .. } => {
                 Status::failed_precondition(message)
             }
+            Error::DatabaseUnavailable(cause) => {
+                tracing::warn!(error = format!("{cause:#}"), "database unavailable");
+                Status::unavailable(message)
+            }
             Error::Internal(cause) => service_runtime::grpc::internal(cause),
         }
     }
 }
 
-/// Adds what was being done to a database error, turning it into [`Error::Internal`].
+/// Adds what was being done to a database error, turning it into [`Error::DatabaseUnavailable`]
+/// when the database could not be reached, else [`Error::Internal`].
 pub(crate) trait DbContext<T> {
     /// `context` names the operation, e.g. "insert project".
     fn db(self, context: &'static str) -> Result<T>;
@@ -99,7 +108,32 @@ pub(crate) trait DbContext<T> {
 
 impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
     fn db(self, context: &'static str) -> Result<T> {
-        self.map_err(|e| Error::Internal(anyhow::Error::new(e).context(context)))
+        self.map_err(|e| {
+            let unreachable = database_unreachable(&e);
+            let cause = anyhow::Error::new(e).context(context);
+            if unreachable {
+                Error::DatabaseUnavailable(cause)
+            } else {
+                Error::Internal(cause)
+            }
+        })
+    }
+}
+
+/// Whether `error` says the database could not be reached (connection refused, reset or timed
+/// out; PostgreSQL shutting down, crashed or starting up) rather than that a statement failed.
+fn database_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08: connection exception; 57P01-57P03: admin shutdown, crash shutdown,
+        // cannot connect now.
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
     }
 }
 
@@ -117,6 +151,28 @@ mod tests {
         assert_eq!(bad.field_violations.len(), 1);
         assert_eq!(bad.field_violations[0].field, "name");
         assert_eq!(bad.field_violations[0].description, "must not be empty");
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_and_other_failures_internal() {
+        let refused: Result<()> = Err(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )))
+        .db("insert project");
+        let status = Status::from(refused.unwrap_err());
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(
+            status.message().contains("try again"),
+            "{}",
+            status.message()
+        );
+        let timed_out: Result<()> = Err(sqlx::Error::PoolTimedOut).db("select project");
+        assert_eq!(
+            Status::from(timed_out.unwrap_err()).code(),
+            Code::Unavailable
+        );
+        let other: Result<()> = Err(sqlx::Error::RowNotFound).db("select project");
+        assert_eq!(Status::from(other.unwrap_err()).code(), Code::Internal);
     }
 
     #[test]

@@ -112,8 +112,19 @@ pub fn channel(url: &str, options: ClientOptions) -> Result<Channel, tonic::tran
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true)
+        // HTTP/2 flow control: data a caller has not consumed yet (an event stream whose HTTP
+        // client stopped reading) holds its stream's window and, with it, part of the window of
+        // the one connection every call to this service shares. A connection window far larger
+        // than a stream window keeps a few stalled streams from stopping every other call.
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .connect_lazy())
 }
+
+/// HTTP/2 receive window of one call of a client channel.
+const STREAM_WINDOW_BYTES: u32 = 1024 * 1024;
+/// HTTP/2 receive window of a client channel's connection: 256 stalled calls' worth.
+const CONNECTION_WINDOW_BYTES: u32 = 256 * STREAM_WINDOW_BYTES;
 
 #[cfg(test)]
 mod tests {

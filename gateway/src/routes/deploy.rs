@@ -136,6 +136,8 @@ pub struct ListQuery {
     /// Only deployments of this project.
     pub project_id: Option<String>,
     /// Page size, 1 to 100 (default 20).
+    #[serde(default, deserialize_with = "crate::routes::deserialize_limit")]
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,
@@ -324,7 +326,7 @@ pub async fn list_deployments(
         .clone()
         .list_deployments(request(&caller, message))
         .await
-        .map_err(grpc_error)?
+        .map_err(|status| crate::routes::list_error(&status, SERVICE))?
         .into_inner();
     Ok(HttpResponse::Ok().json(DeploymentPage {
         items: page.deployments.into_iter().map(Deployment::from).collect(),

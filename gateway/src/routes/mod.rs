@@ -125,6 +125,24 @@ fn path_error(e: PathError) -> ApiError {
     ApiError::bad_request(format!("invalid path: {e}"))
 }
 
+/// Reads a `limit` query value by hand, so that a value that is not a whole number gets an error
+/// naming `limit` (the query deserializer's own errors name no parameter).
+pub fn deserialize_limit<'de, D>(deserializer: D) -> Result<Option<i64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    let raw: Option<String> = Option::deserialize(deserializer)?;
+    raw.map(|raw| {
+        raw.trim().parse::<i64>().map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`limit` must be a whole number from 1 to 100, got {raw:?}"
+            ))
+        })
+    })
+    .transpose()
+}
+
 /// The gRPC page size for a `limit` query value: 0 (the service's default) when absent, else
 /// 1 to 100.
 pub fn page_size(limit: Option<i64>) -> Result<i32, ApiError> {
@@ -135,6 +153,22 @@ pub fn page_size(limit: Option<i64>) -> Result<i32, ApiError> {
             "limit",
             "must be between 1 and 100",
         )),
+    }
+}
+
+/// Maps a listing's gRPC error: a refused page token becomes an error about the `cursor`
+/// parameter, in the HTTP API's own words (services call it `pageToken` / `nextPageToken`).
+pub fn list_error(status: &tonic::Status, service: &str) -> ApiError {
+    let error = ApiError::from_status(status, service);
+    if error.field_errors().iter().any(|e| e.field == "pageToken") {
+        ApiError::invalid_field(
+            "cursor",
+            "is not a cursor this API gave you for this listing (it is malformed, was changed, or \
+             belongs to another user); pass `nextCursor` of the previous page unchanged, or leave \
+             it out for the first page",
+        )
+    } else {
+        error
     }
 }
 

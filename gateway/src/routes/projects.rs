@@ -109,6 +109,8 @@ pub struct ProjectPage {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Page size, 1 to 100 (default 20).
+    #[serde(default, deserialize_with = "crate::routes::deserialize_limit")]
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,
@@ -269,7 +271,7 @@ pub async fn list_projects(
         .clone()
         .list_projects(request(&caller, message))
         .await
-        .map_err(grpc_error)?
+        .map_err(|status| crate::routes::list_error(&status, SERVICE))?
         .into_inner();
     Ok(HttpResponse::Ok().json(ProjectPage {
         items: page.projects.into_iter().map(Project::from).collect(),
