@@ -5,6 +5,7 @@ mod ai;
 mod auth;
 mod availability;
 mod deploy;
+mod faults;
 mod helpers;
 mod input;
 mod keys;
