@@ -147,6 +147,9 @@ if [ "$sandbox" = excluded ]; then
     filters+=(--exclude-path-regex '^/api/sandbox/')
 fi
 set +e
+# Run from the report directory: Schemathesis keeps a cache in .schemathesis/ of its working
+# directory.
+cd "$OUT"
 "$VENV/bin/st" --no-color run "$BASE/openapi.json" \
     --header "Authorization: Bearer $TOKEN" \
     --checks not_a_server_error,response_schema_conformance \
