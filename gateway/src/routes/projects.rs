@@ -59,20 +59,32 @@ impl From<pb::Project> for Project {
     }
 }
 
+// The patterns below state in the schema what project-service checks: a name has at least one
+// character that is not whitespace and no control characters; a description no NUL; a language or
+// framework label only letters, digits, spaces and `+ # . _ -`.
+
 /// Body of `POST /api/projects`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateProject {
-    /// 1 to 100 characters.
+    /// 1 to 100 characters, not all whitespace, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
-    /// Up to 2,000 characters.
+    /// Up to 2,000 characters, no NUL.
     #[serde(default)]
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub description: String,
-    /// Up to 50 characters.
+    /// Up to 50 characters of letters, digits, spaces and `+ # . _ -`, e.g. `typescript`.
     #[serde(default)]
+    #[schema(max_length = 50, pattern = r"^[a-zA-Z0-9+#._ -]*$")]
     pub language: String,
-    /// Up to 50 characters.
+    /// Up to 50 characters of letters, digits, spaces and `+ # . _ -`, e.g. `next.js`.
     #[serde(default)]
+    #[schema(max_length = 50, pattern = r"^[a-zA-Z0-9+#._ -]*$")]
     pub framework: String,
 }
 
@@ -82,13 +94,21 @@ pub struct CreateProject {
 pub struct UpdateProject {
     /// The version the change was based on; or send `If-Match: "<version>"`.
     pub version: Option<i64>,
-    /// New name.
+    /// New name (as in creation).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: Option<String>,
     /// New description.
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
     /// New language.
+    #[schema(max_length = 50, pattern = r"^[a-zA-Z0-9+#._ -]*$")]
     pub language: Option<String>,
     /// New framework.
+    #[schema(max_length = 50, pattern = r"^[a-zA-Z0-9+#._ -]*$")]
     pub framework: Option<String>,
 }
 
