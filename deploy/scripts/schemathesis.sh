@@ -15,6 +15,7 @@
 #   ST_MAX_EXAMPLES=200 bash deploy/scripts/schemathesis.sh    # default 50 per operation
 #   ST_SEED=7 ...                                               # default 1: reproducible runs
 #   SKIP_BUILD=1 ...                                            # target/debug/autocrea exists
+#   AUTOCREA_BIN=path/to/autocrea ...                           # use that binary, no build
 #
 # Reports (JUnit XML, and an NDJSON event log with every failing request) go to
 # target/schemathesis/ (under CARGO_TARGET_DIR when set).
@@ -40,11 +41,15 @@ if [ ! -x "$VENV/bin/st" ] ||
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-# 2. The all-in-one binary.
-if [ -z "${SKIP_BUILD:-}" ]; then
-    cargo build --quiet --bin autocrea
+# 2. The all-in-one binary: AUTOCREA_BIN when given (one already built), else a debug build.
+if [ -n "${AUTOCREA_BIN:-}" ]; then
+    BIN=$AUTOCREA_BIN
+else
+    if [ -z "${SKIP_BUILD:-}" ]; then
+        cargo build --quiet --bin autocrea
+    fi
+    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/autocrea
 fi
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/autocrea
 [ -x "$BIN" ] || { log "$BIN is missing (build it, or unset SKIP_BUILD)"; exit 1; }
 
 WORK=$(mktemp -d)
