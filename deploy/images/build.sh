@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the five service images from binaries compiled on the host once, without any registry,
-# checks that each runs as the non-root user, and prints their sizes.
+# checks that each runs as the non-root user, and prints their sizes. Also builds the test fixture
+# autocrea/fake-providers (deploy/images/fake-providers/Dockerfile: fake Anthropic and Vercel APIs
+# for the compose end-to-end stack); it is never pushed or deployed.
 #
 #   bash deploy/images/build.sh                # cargo build (once), then the images
 #   SKIP_CARGO=1 bash deploy/images/build.sh   # use target/release as it is
@@ -19,6 +21,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 
 SERVICES=(gateway ai-service deploy-service project-service sandbox-service)
+FIXTURES=(fake-providers)
 PREFIX=${IMAGE_PREFIX:-autocrea/}
 REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 TAG=${IMAGE_TAG:-$(git rev-parse --short=12 HEAD 2>/dev/null || echo dev)}
@@ -29,10 +32,13 @@ log() { echo "images: $*" >&2; }
 mb() { awk '{printf "%.1f MB", $1/1e6}'; }
 
 if [ "${SKIP_CARGO:-0}" != 1 ]; then
-    log "cargo build --release --workspace --bins"
-    cargo build --release --workspace --bins
+    log "cargo build --release --workspace --bins --exclude fake-providers"
+    cargo build --release --workspace --bins --exclude fake-providers
+    # On its own: it turns on ai-service's `testing` feature, which must not reach the services.
+    log "cargo build --release -p fake-providers"
+    cargo build --release -p fake-providers
 fi
-for svc in "${SERVICES[@]}"; do
+for svc in "${SERVICES[@]}" "${FIXTURES[@]}"; do
     [ -x "target/release/$svc" ] || { log "target/release/$svc is missing"; exit 1; }
 done
 
@@ -60,9 +66,19 @@ for svc in "${SERVICES[@]}"; do
         --build-arg "CREATED=$CREATED" \
         -t "${PREFIX}$svc:$TAG" -t "${PREFIX}$svc:latest" "$stage" >/dev/null
 done
+for fixture in "${FIXTURES[@]}"; do
+    rm -f "$stage/target/release/"*
+    cp -p "target/release/$fixture" "$stage/target/release/$fixture"
+    log "building ${PREFIX}$fixture:$TAG (test fixture)"
+    docker build -q -f "deploy/images/$fixture/Dockerfile" \
+        --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+        --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" \
+        --build-arg "CREATED=$CREATED" \
+        -t "${PREFIX}$fixture:$TAG" -t "${PREFIX}$fixture:latest" "$stage" >/dev/null
+done
 
 # The non-root check: the configured user, and what the process really runs as.
-for svc in "${SERVICES[@]}"; do
+for svc in "${SERVICES[@]}" "${FIXTURES[@]}"; do
     image="${PREFIX}$svc:$TAG"
     user=$(docker image inspect -f '{{.Config.User}}' "$image")
     ids=$(docker run --rm --network none --entrypoint id "$image")
@@ -78,7 +94,7 @@ log "all images run as uid 10001 (non-root) and declare a HEALTHCHECK"
 base_size=$(docker image inspect -f '{{.Size}}' "$BASE_IMAGE")
 printf '%-40s %10s %12s\n' image size "beyond base"
 printf '%-40s %10s %12s\n' "$BASE_IMAGE" "$(mb <<<"$base_size")" "-"
-for svc in "${SERVICES[@]}"; do
+for svc in "${SERVICES[@]}" "${FIXTURES[@]}"; do
     size=$(docker image inspect -f '{{.Size}}' "${PREFIX}$svc:$TAG")
     printf '%-40s %10s %12s\n' "${PREFIX}$svc:$TAG" "$(mb <<<"$size")" "$(mb <<<"$((size - base_size))")"
 done
