@@ -5,6 +5,7 @@
 #   bash sandbox-service/bench.sh          # 40 runs per cell
 #   RUNS=100 bash sandbox-service/bench.sh
 #   PROFILE=debug bash sandbox-service/bench.sh   # debug build (when a release build is out of reach)
+#   BENCH_LOG=/tmp/bench.log bash sandbox-service/bench.sh   # keep the example's stderr (failed runs)
 #
 # The gateway cells use the release binaries of sandbox-service and the gateway on loopback, a
 # development token (HS256), rate limiting off, logs at warn.
@@ -43,6 +44,11 @@ machine() {
 }
 before=$(machine)
 
+# Paths measured inside the example's own process (it starts sandbox-service in-process).
+table=$(RUST_LOG=warn "$bin/examples/bench" "$RUNS" 2>>"${BENCH_LOG:-/dev/null}" | grep "^|")
+
+# Then the gateway in front of a sandbox-service process, started only now so that filling its
+# pools does not load the machine during the other cells.
 secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 RUST_LOG=warn METRICS_LISTEN_ADDR=off SANDBOX_LISTEN_ADDR=127.0.0.1:$SANDBOX_PORT \
     SANDBOX_INSTANCE=bench-gateway SANDBOX_POOL_SIZE=0 \
@@ -69,10 +75,10 @@ sig = b64(hmac.new(sys.argv[1].encode(), signing, hashlib.sha256).digest())
 print((signing + b"." + sig).decode())
 PY
 )
-
-table=$(RUST_LOG=warn BENCH_GATEWAY_URL=http://127.0.0.1:$GATEWAY_PORT BENCH_TOKEN=$token \
-    BENCH_GATEWAY_INSTANCE=bench-gateway BENCH_GATEWAY_POOL=$POOL \
-    "$bin/examples/bench" "$RUNS" 2>/dev/null | grep "^|")
+gateway_rows=$(RUST_LOG=warn BENCH_ONLY=gateway BENCH_GATEWAY_URL=http://127.0.0.1:$GATEWAY_PORT \
+    BENCH_TOKEN=$token BENCH_GATEWAY_INSTANCE=bench-gateway BENCH_GATEWAY_POOL=$POOL \
+    "$bin/examples/bench" "$RUNS" 2>>"${BENCH_LOG:-/dev/null}" | grep "^| gateway")
+table=$(printf '%s\n%s' "$table" "$gateway_rows")
 after=$(machine | grep 'load average')
 
 {

@@ -53,8 +53,8 @@ async fn main() -> anyhow::Result<()> {
     // BENCH_ONLY=<text>: only the paths whose name contains it (e.g. `warm`).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let wanted = |path: &str| path.contains(only.as_str());
-    println!("| path | language | concurrency | runs | p50 ms | p95 ms | runs/s |");
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!("| path | language | concurrency | runs | p50 ms | p95 ms | runs/s | failed |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
 
     for (language, _, argv) in LANGUAGES {
         for concurrency in CONCURRENCY {
@@ -166,12 +166,13 @@ const PACE: Duration = Duration::from_secs(1);
 
 /// Latencies of `runs` calls of `one`, one at a time, each starting `interval` after the
 /// previous one started (or at once when it took longer); wall time as in [`measure`].
-async fn measure_paced<F, Fut>(runs: usize, interval: Duration, one: F) -> (Vec<Duration>, Duration)
+async fn measure_paced<F, Fut>(runs: usize, interval: Duration, one: F) -> Stats
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: std::future::Future<Output = Result<(), String>>,
 {
-    one().await;
+    let _ = one().await;
+    let mut failed = 0;
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let started = Instant::now();
@@ -179,12 +180,17 @@ where
     for _ in 0..runs {
         ticks.tick().await;
         let t = Instant::now();
-        one().await;
-        latencies.push(t.elapsed());
+        match one().await {
+            Ok(()) => latencies.push(t.elapsed()),
+            Err(e) => {
+                eprintln!("run failed: {e}");
+                failed += 1;
+            }
+        }
     }
     let wall = started.elapsed();
     latencies.sort();
-    (latencies, wall)
+    (latencies, wall, failed)
 }
 
 /// Waits until `instance` owns `n` containers (its pools are full and no run is in flight).
@@ -211,12 +217,13 @@ async fn wait_for_pool(instance: &str, n: usize) {
 
 /// Latencies of `runs` calls of `one`, `concurrency` at a time, and the wall time of them all.
 /// One warm-up call first, not counted.
-async fn measure<F, Fut>(runs: usize, concurrency: usize, one: F) -> (Vec<Duration>, Duration)
+async fn measure<F, Fut>(runs: usize, concurrency: usize, one: F) -> Stats
 where
     F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
 {
-    one().await;
+    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let _ = one().await;
     let remaining = Arc::new(Mutex::new(runs));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(runs)));
     let one = Arc::new(one);
@@ -224,6 +231,7 @@ where
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
             let (remaining, latencies, one) = (remaining.clone(), latencies.clone(), one.clone());
+            let failed = failed.clone();
             tokio::spawn(async move {
                 loop {
                     {
@@ -234,8 +242,13 @@ where
                         *left -= 1;
                     }
                     let t = Instant::now();
-                    one().await;
-                    latencies.lock().await.push(t.elapsed());
+                    match one().await {
+                        Ok(()) => latencies.lock().await.push(t.elapsed()),
+                        Err(e) => {
+                            eprintln!("run failed: {e}");
+                            failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
                 }
             })
         })
@@ -246,23 +259,27 @@ where
     let wall = started.elapsed();
     let mut latencies = std::mem::take(&mut *latencies.lock().await);
     latencies.sort();
-    (latencies, wall)
+    (
+        latencies,
+        wall,
+        failed.load(std::sync::atomic::Ordering::Relaxed),
+    )
 }
 
-fn row(
-    path: &str,
-    language: &str,
-    concurrency: usize,
-    runs: usize,
-    stats: &(Vec<Duration>, Duration),
-) {
-    let (latencies, wall) = stats;
+/// Sorted latencies of the successful runs, wall time of the cell, failed runs.
+type Stats = (Vec<Duration>, Duration, usize);
+
+fn row(path: &str, language: &str, concurrency: usize, runs: usize, stats: &Stats) {
+    let (latencies, wall, failed) = stats;
     let pct = |p: f64| {
+        if latencies.is_empty() {
+            return f64::NAN;
+        }
         let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
         latencies[i].as_secs_f64() * 1000.0
     };
     println!(
-        "| {path} | {language} | {concurrency} | {runs} | {:.0} | {:.0} | {:.1} |",
+        "| {path} | {language} | {concurrency} | {runs} | {:.0} | {:.0} | {:.1} | {failed} |",
         pct(0.50),
         pct(0.95),
         runs as f64 / wall.as_secs_f64()
@@ -270,7 +287,7 @@ fn row(
 }
 
 /// `docker run --rm` with the flags sandbox-service gives its containers.
-async fn docker_run(config: &Config, argv: &[&str]) {
+async fn docker_run(config: &Config, argv: &[&str]) -> Result<(), String> {
     let l = &config.limits;
     let tmpfs = format!("rw,nosuid,nodev,size={},mode=1777", l.tmpfs_bytes);
     let output = tokio::process::Command::new("docker")
@@ -308,15 +325,18 @@ async fn docker_run(config: &Config, argv: &[&str]) {
         .args(argv)
         .output()
         .await
-        .expect("docker run");
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        "hello\n",
-        "{output:?}"
-    );
+        .map_err(|e| format!("docker run: {e}"))?;
+    if output.stdout != b"hello\n" {
+        return Err(format!("docker run: {output:?}"));
+    }
+    Ok(())
 }
 
-async fn execute(client: &mut SandboxServiceClient<Channel>, language: &str, code: &str) {
+async fn execute(
+    client: &mut SandboxServiceClient<Channel>,
+    language: &str,
+    code: &str,
+) -> Result<(), String> {
     let mut request = tonic::Request::new(ExecuteRequest {
         language: language.into(),
         code: code.into(),
@@ -326,8 +346,15 @@ async fn execute(client: &mut SandboxServiceClient<Channel>, language: &str, cod
         service_runtime::grpc::USER_ID,
         "bench".parse().expect("ascii"),
     );
-    let result = client.execute(request).await.expect("execute").into_inner();
-    assert_eq!(result.stdout, "hello\n", "{result:?}");
+    let result = client
+        .execute(request)
+        .await
+        .map_err(|e| format!("execute: {e:?}"))?
+        .into_inner();
+    if result.stdout != "hello\n" {
+        return Err(format!("execute: {result:?}"));
+    }
+    Ok(())
 }
 
 /// A minimal HTTP/1.1 client for the gateway: one keep-alive connection per concurrent caller,
@@ -354,7 +381,7 @@ impl Gateway {
         })
     }
 
-    async fn execute(&self, language: &str, code: &str) {
+    async fn execute(&self, language: &str, code: &str) -> Result<(), String> {
         let idle = self.idle.lock().expect("idle connections").pop();
         let mut conn = match idle {
             Some(conn) => conn,
@@ -394,11 +421,12 @@ impl Gateway {
         let mut body = vec![0; length];
         conn.read_exact(&mut body).await.expect("body");
         let body = String::from_utf8_lossy(&body);
-        assert!(
-            status.starts_with("HTTP/1.1 200") && body.contains(r#""stdout":"hello\n""#),
-            "{status} {body}"
-        );
         self.idle.lock().expect("idle connections").push(conn);
+        if status.starts_with("HTTP/1.1 200") && body.contains(r#""stdout":"hello\n""#) {
+            Ok(())
+        } else {
+            Err(format!("gateway: {} {body}", status.trim_end()))
+        }
     }
 }
 
