@@ -13,6 +13,9 @@ pub struct SseEvent {
 #[derive(Debug, Default)]
 pub struct SseDecoder {
     buffer: Vec<u8>,
+    /// How much of `buffer` is known to hold no line break: a long line arriving in many chunks
+    /// is scanned once, not once per chunk.
+    scanned: usize,
     current: SseEvent,
     has_data: bool,
 }
@@ -23,22 +26,26 @@ impl SseDecoder {
         self.buffer.extend_from_slice(chunk);
         let mut events = Vec::new();
         let mut start = 0;
-        while let Some(pos) = self.buffer[start..].iter().position(|&b| b == b'\n') {
-            let end = start + pos;
+        let mut from = self.scanned;
+        while let Some(pos) = self.buffer[from..].iter().position(|&b| b == b'\n') {
+            let end = from + pos;
             let line = &self.buffer[start..end];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let line = String::from_utf8_lossy(line).into_owned();
             start = end + 1;
+            from = start;
             if let Some(event) = self.line(&line) {
                 events.push(event);
             }
         }
         self.buffer.drain(..start);
+        self.scanned = self.buffer.len();
         events
     }
 
     /// Ends the input: an event not followed by a blank line is still delivered.
     pub fn finish(&mut self) -> Option<SseEvent> {
+        self.scanned = 0;
         if !self.buffer.is_empty() {
             let line = String::from_utf8_lossy(&std::mem::take(&mut self.buffer)).into_owned();
             if let Some(event) = self.line(line.trim_end_matches('\r')) {
@@ -108,5 +115,31 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_long_line_in_many_chunks_is_one_event_and_the_decoder_goes_on() {
+        let text = "x".repeat(300_000);
+        let wire = format!("event: delta\r\ndata: {text}\r\n\r\ndata: next\n\n");
+        let mut d = SseDecoder::default();
+        let mut events = Vec::new();
+        // Odd-sized chunks, so that boundaries fall inside the line, between `\r` and `\n`
+        // and inside the blank line.
+        for chunk in wire.as_bytes().chunks(997) {
+            events.extend(d.push(chunk));
+        }
+        events.extend(d.finish());
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].event.as_deref(), Some("delta"));
+        assert_eq!(events[0].data, text);
+        assert_eq!(events[1].data, "next");
+        // Byte by byte around the line ends.
+        let mut d = SseDecoder::default();
+        let mut events = Vec::new();
+        for b in b"data: a\r\n\r\ndata: b\n\n" {
+            events.extend(d.push(std::slice::from_ref(b)));
+        }
+        let data: Vec<_> = events.iter().map(|e| e.data.as_str()).collect();
+        assert_eq!(data, ["a", "b"]);
     }
 }
