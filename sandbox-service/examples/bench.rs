@@ -383,14 +383,37 @@ impl Gateway {
 
     async fn execute(&self, language: &str, code: &str) -> Result<(), String> {
         let idle = self.idle.lock().expect("idle connections").pop();
-        let mut conn = match idle {
-            Some(conn) => conn,
-            None => {
-                let stream = TcpStream::connect(&self.addr).await.expect("connect");
-                stream.set_nodelay(true).expect("nodelay");
-                BufReader::new(stream)
-            }
+        // A kept-alive connection may have been closed by the gateway while idle: retry anew.
+        let (status, body, conn) = match idle {
+            Some(conn) => match self.exchange(conn, language, code).await {
+                Ok(answer) => answer,
+                Err(_) => self.exchange(self.connect().await?, language, code).await?,
+            },
+            None => self.exchange(self.connect().await?, language, code).await?,
         };
+        self.idle.lock().expect("idle connections").push(conn);
+        if status.starts_with("HTTP/1.1 200") && body.contains(r#""stdout":"hello\n""#) {
+            Ok(())
+        } else {
+            Err(format!("gateway: {} {body}", status.trim_end()))
+        }
+    }
+
+    async fn connect(&self) -> Result<BufReader<TcpStream>, String> {
+        let stream = TcpStream::connect(&self.addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        Ok(BufReader::new(stream))
+    }
+
+    async fn exchange(
+        &self,
+        mut conn: BufReader<TcpStream>,
+        language: &str,
+        code: &str,
+    ) -> Result<(String, String, BufReader<TcpStream>), String> {
+        let io = |e: std::io::Error| format!("gateway connection: {e}");
         let body = format!("{{\"language\":\"{language}\",\"code\":\"{code}\"}}");
         let request = format!(
             "POST /api/sandbox/execute HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -401,13 +424,15 @@ impl Gateway {
         conn.get_mut()
             .write_all(request.as_bytes())
             .await
-            .expect("send");
+            .map_err(io)?;
         let mut status = String::new();
-        conn.read_line(&mut status).await.expect("status line");
+        if conn.read_line(&mut status).await.map_err(io)? == 0 {
+            return Err("gateway closed the connection".into());
+        }
         let mut length = 0usize;
         loop {
             let mut line = String::new();
-            conn.read_line(&mut line).await.expect("header");
+            conn.read_line(&mut line).await.map_err(io)?;
             let line = line.trim_end();
             if line.is_empty() {
                 break;
@@ -415,18 +440,12 @@ impl Gateway {
             if let Some((name, value)) = line.split_once(':')
                 && name.eq_ignore_ascii_case("content-length")
             {
-                length = value.trim().parse().expect("content length");
+                length = value.trim().parse().map_err(|_| "bad content length")?;
             }
         }
         let mut body = vec![0; length];
-        conn.read_exact(&mut body).await.expect("body");
-        let body = String::from_utf8_lossy(&body);
-        self.idle.lock().expect("idle connections").push(conn);
-        if status.starts_with("HTTP/1.1 200") && body.contains(r#""stdout":"hello\n""#) {
-            Ok(())
-        } else {
-            Err(format!("gateway: {} {body}", status.trim_end()))
-        }
+        conn.read_exact(&mut body).await.map_err(io)?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned(), conn))
     }
 }
 
