@@ -457,9 +457,10 @@ fi
     if [ "$SANDBOX" = 1 ]; then
         echo "## \`POST /api/sandbox/execute\`, Python hello world ($SANDBOX_SECS s per run)"
         echo
-        echo "Each run is a container exec (warm pool) on the local Docker engine: the engine, not the"
-        echo "gateway, sets these figures (see sandbox-service/BENCHMARK.md). Container memory is not"
-        echo "counted below."
+        echo "Each run takes a warm container from the pool (interpreter already started), and the"
+        echo "pool refills and removes containers in the background on the same two cores: the Docker"
+        echo "engine, not the gateway, sets the saturation figure (see sandbox-service/BENCHMARK.md)."
+        echo "Container memory is not counted below."
         echo
         header
         row "gateway, $(num "$RATE_SANDBOX")/s" sandbox-gw-fixed
