@@ -72,7 +72,11 @@ pub enum Error {
     /// cancel; background failures become the deployment's error text).
     #[error(transparent)]
     Provider(#[from] ProviderError),
-    /// Anything unexpected (database down, corrupt row); logged, never shown to callers.
+    /// The database cannot be reached right now (restarting, refusing or dropping connections):
+    /// callers may try again. The cause is logged, never shown.
+    #[error("the database is unavailable right now; try again shortly")]
+    DatabaseUnavailable(#[source] anyhow::Error),
+    /// Anything unexpected (corrupt row, failed query); logged, never shown to callers.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -102,12 +106,17 @@ impl From<Error> for Status {
                     Status::failed_precondition(message)
                 }
             }
+            Error::DatabaseUnavailable(cause) => {
+                tracing::warn!(error = format!("{cause:#}"), "database unavailable");
+                Status::unavailable(message)
+            }
             Error::Internal(cause) => service_runtime::grpc::internal(cause),
         }
     }
 }
 
-/// Adds what was being done to a database error, turning it into [`Error::Internal`].
+/// Adds what was being done to a database error, turning it into [`Error::DatabaseUnavailable`]
+/// when the database could not be reached, else [`Error::Internal`].
 pub(crate) trait DbContext<T> {
     /// `context` names the operation, e.g. "insert deployment".
     fn db(self, context: &'static str) -> Result<T>;
@@ -115,13 +124,46 @@ pub(crate) trait DbContext<T> {
 
 impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
     fn db(self, context: &'static str) -> Result<T> {
-        self.map_err(|e| Error::Internal(anyhow::Error::new(e).context(context)))
+        self.map_err(|e| {
+            let unreachable = service_runtime::db::unreachable(&e);
+            let cause = anyhow::Error::new(e).context(context);
+            if unreachable {
+                Error::DatabaseUnavailable(cause)
+            } else {
+                Error::Internal(cause)
+            }
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_and_other_failures_internal() {
+        let reset: Result<()> = Err(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )))
+        .db("insert deployment");
+        let status = Status::from(reset.unwrap_err());
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(
+            status.message().contains("try again"),
+            "{}",
+            status.message()
+        );
+        let closed: Result<()> = Err(sqlx::Error::PoolClosed).db("select deployment");
+        assert_eq!(
+            Status::from(closed.unwrap_err()).code(),
+            tonic::Code::Unavailable
+        );
+        let other: Result<()> = Err(sqlx::Error::RowNotFound).db("select deployment");
+        assert_eq!(
+            Status::from(other.unwrap_err()).code(),
+            tonic::Code::Internal
+        );
+    }
 
     #[test]
     fn invalid_carries_field_violation() {

@@ -109,7 +109,7 @@ pub(crate) trait DbContext<T> {
 impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
     fn db(self, context: &'static str) -> Result<T> {
         self.map_err(|e| {
-            let unreachable = database_unreachable(&e);
+            let unreachable = service_runtime::db::unreachable(&e);
             let cause = anyhow::Error::new(e).context(context);
             if unreachable {
                 Error::DatabaseUnavailable(cause)
@@ -117,23 +117,6 @@ impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
                 Error::Internal(cause)
             }
         })
-    }
-}
-
-/// Whether `error` says the database could not be reached (connection refused, reset or timed
-/// out; PostgreSQL shutting down, crashed or starting up) rather than that a statement failed.
-fn database_unreachable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        // SQLSTATE class 08: connection exception; 57P01-57P03: admin shutdown, crash shutdown,
-        // cannot connect now.
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
-        }),
-        _ => false,
     }
 }
 

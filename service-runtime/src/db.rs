@@ -91,6 +91,24 @@ impl Database {
     }
 }
 
+/// Whether `error` says the database could not be reached (connection refused, reset or timed
+/// out; PostgreSQL shutting down, crashed or starting up) rather than that a statement failed.
+/// Services answer the first with UNAVAILABLE (try again) and the second as an internal error.
+pub fn unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08: connection exception; 57P01-57P03: admin shutdown, crash shutdown,
+        // cannot connect now.
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
 /// The SQLite URL of `file` under `data_dir`, created on first use.
 pub fn sqlite_url(data_dir: &Path, file: &str) -> String {
     format!("sqlite://{}?mode=rwc", data_dir.join(file).display())
