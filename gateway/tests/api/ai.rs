@@ -3,7 +3,6 @@
 
 pub use ai_service::testing as fake_provider;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ai_service::{ProviderConfig, RetryPolicy, Timeouts};
@@ -64,16 +63,7 @@ impl AiStack {
         let mut ai_config = ai_service::Config::new(database_url);
         ai_config.provider = provider(&fake);
         adjust_ai(&mut ai_config);
-        // The listener is bound before `start` returns, so the gateway's first call connects.
-        let ai = Server::start(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            move |listener, shutdown| async move {
-                ai_service::run(ai_config, listener, async {
-                    let _ = shutdown.await;
-                })
-                .await
-            },
-        );
+        let ai = start_ai_service(ai_config);
         let mut config = gateway_config("http://127.0.0.1:1");
         config.services.ai = format!("http://{}", ai.addr);
         config.limits = generous_limits();

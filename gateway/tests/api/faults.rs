@@ -806,15 +806,7 @@ impl AiFaultStack {
         let (database_url, data) = fresh_sqlite_url();
         let mut ai_config = ai_service::Config::new(database_url);
         ai_config.provider = Some(provider);
-        let ai = Server::start(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            move |listener, shutdown| async move {
-                ai_service::run(ai_config, listener, async {
-                    let _ = shutdown.await;
-                })
-                .await
-            },
-        );
+        let ai = start_ai_service(ai_config);
         let mut config = gateway_config("http://127.0.0.1:1");
         config.services.ai = format!("http://{}", ai.addr);
         config.limits = generous_limits();

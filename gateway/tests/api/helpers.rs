@@ -82,6 +82,20 @@ impl Drop for Server {
     }
 }
 
+/// ai-service with `config` on a loopback port (bound before this returns, so the gateway's
+/// first call connects).
+pub fn start_ai_service(config: ai_service::Config) -> Server {
+    Server::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        move |listener, shutdown| async move {
+            ai_service::run(config, listener, async {
+                let _ = shutdown.await;
+            })
+            .await
+        },
+    )
+}
+
 /// project-service on `db`.
 pub struct ProjectService {
     pub server: Server,

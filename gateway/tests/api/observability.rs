@@ -360,15 +360,7 @@ async fn an_ai_request_traces_the_provider_call_and_the_usage_ledger() {
     ai_config.provider = Some(ai_service::ProviderConfig::anthropic(fake.url(), KEY));
     // A budget makes every call read the month's spend first.
     ai_config.monthly_token_budget = Some(1_000_000);
-    let ai = Server::start(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        move |listener, shutdown| async move {
-            ai_service::run(ai_config, listener, async {
-                let _ = shutdown.await;
-            })
-            .await
-        },
-    );
+    let ai = start_ai_service(ai_config);
     let project = ProjectService::start(Db::Sqlite).await;
     let mut config = gateway_config(&project.url());
     config.services.ai = format!("http://{}", ai.addr);
@@ -733,15 +725,7 @@ async fn request_log_lines_are_json_without_tokens_or_prompts() {
     let (database_url, _data) = fresh_sqlite_url();
     let mut ai_config = ai_service::Config::new(database_url);
     ai_config.provider = Some(ai_service::ProviderConfig::anthropic(fake.url(), KEY));
-    let ai = Server::start(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        move |listener, shutdown| async move {
-            ai_service::run(ai_config, listener, async {
-                let _ = shutdown.await;
-            })
-            .await
-        },
-    );
+    let ai = start_ai_service(ai_config);
     let project = ProjectService::start(Db::Sqlite).await;
     let mut config = gateway_config(&project.url());
     config.services.ai = format!("http://{}", ai.addr);
