@@ -20,6 +20,8 @@ use tokio::task::JoinSet;
 
 const DEV_USER: &str = "dev-user";
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Origins allowed to call the quick start from a browser when `CORS_ALLOWED_ORIGINS` is unset.
+const LOCAL_FRONTEND_ORIGINS: [&str; 2] = ["http://localhost:3000", "http://127.0.0.1:3000"];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -74,6 +76,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut config = gateway::Config::from_env_with_auth(auth)?;
     config.database_url = SecretString::from(sqlite_url(&data_dir, "gateway.db"));
+    if std::env::var_os("CORS_ALLOWED_ORIGINS").is_none() {
+        // A frontend in development (Next.js, Vite with --port 3000, ...) works at once.
+        config.edge.allowed_origins = LOCAL_FRONTEND_ORIGINS.map(str::to_string).to_vec();
+    }
     config.listen_addr = listen_addr("GATEWAY_LISTEN_ADDR", 8000).map(|a| {
         if optional("GATEWAY_LISTEN_ADDR").is_none() {
             loopback(a.port())
@@ -81,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
             a
         }
     })?;
+    let origins = config.edge.allowed_origins.join(", ");
     config.services.project = project_url;
     config.services.ai = ai_url;
     config.services.deploy = deploy_url;
@@ -106,6 +113,9 @@ async fn main() -> anyhow::Result<()> {
     println!("AutoCrea is running at http://{gateway_addr}");
     println!("  API docs:   http://{gateway_addr}/docs");
     println!("  data:       {}", data_dir.display());
+    if !origins.is_empty() {
+        println!("  browsers:   {origins} may call it (CORS_ALLOWED_ORIGINS)");
+    }
     if let Some(secret) = dev_secret {
         let token = gateway::auth::issue_dev_token(&secret, DEV_USER, DEV_TOKEN_TTL)?;
         println!("  dev token (user {DEV_USER}, 30 days):");
@@ -169,11 +179,25 @@ fn dev_secret_in(dir: &Path) -> anyhow::Result<String> {
         }
     }
     let secret = hex::encode(rand::random::<[u8; 32]>());
-    std::fs::write(&path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+    // Created readable by the owner alone from the first byte (no window in which another
+    // local user could read it before a chmod).
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
     }
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        // A file left by an older version may have wider permissions.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::io::Write::write_all(&mut file, secret.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(secret)
 }

@@ -6,6 +6,8 @@
 //! is never checked against a public key, so algorithm confusion has nothing to work with.
 
 use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::HttpRequest;
@@ -18,6 +20,35 @@ use tokio::sync::{Mutex, RwLock};
 
 use crate::config::AuthConfig;
 use crate::problem::ApiError;
+
+/// Where a request's credential came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// `Authorization: Bearer …`: a page must add it on purpose, so no cross-site request
+    /// carries it by itself.
+    Header,
+    /// The `__session` cookie, which a browser attaches by itself: unsafe methods need a CSRF
+    /// check.
+    Cookie,
+}
+
+/// A request's credential: a session token or a personal API key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The token itself.
+    pub token: String,
+    /// Where it came from.
+    pub source: CredentialSource,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("token", &"[redacted]")
+            .field("source", &self.source)
+            .finish()
+    }
+}
 
 /// Who is calling, as established by [`Authenticator::authenticate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +171,8 @@ struct Claims {
 /// Verifies session tokens.
 pub struct Authenticator {
     hs256: Option<DecodingKey>,
-    jwks: Option<JwksCache>,
+    jwks: Option<Arc<JwksCache>>,
+    algorithms: Vec<Algorithm>,
     issuer: Option<String>,
     audience: Option<String>,
     authorized_parties: Vec<String>,
@@ -165,14 +197,17 @@ impl Authenticator {
                 .hs256_secret
                 .as_ref()
                 .map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes())),
-            jwks: config.jwks_url.as_ref().map(|url| JwksCache {
-                url: url.clone(),
-                http,
-                ttl: config.jwks_cache_ttl,
-                min_refresh: config.jwks_min_refresh,
-                keys: RwLock::new(KeySet::default()),
-                refreshing: Mutex::new(()),
+            jwks: config.jwks_url.as_ref().map(|url| {
+                Arc::new(JwksCache {
+                    url: url.clone(),
+                    http,
+                    ttl: config.jwks_cache_ttl,
+                    min_refresh: config.jwks_min_refresh,
+                    keys: RwLock::new(KeySet::default()),
+                    refreshing: Arc::new(Mutex::new(())),
+                })
             }),
+            algorithms: config.algorithms.clone(),
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             authorized_parties: config.authorized_parties.clone(),
@@ -180,9 +215,9 @@ impl Authenticator {
         }
     }
 
-    /// The bearer token of a request: the `Authorization` header, else Clerk's `__session` cookie.
-    /// Several `Authorization` headers are ambiguous and count as none.
-    pub fn token_of(req: &HttpRequest) -> Option<String> {
+    /// The credential of a request: the `Authorization` header's bearer token, else Clerk's
+    /// `__session` cookie. Several `Authorization` headers are ambiguous and count as none.
+    pub fn credential_of(req: &HttpRequest) -> Option<Credential> {
         let mut headers = req.headers().get_all(header::AUTHORIZATION);
         if let Some(value) = headers.next() {
             if headers.next().is_some() {
@@ -193,9 +228,19 @@ impl Authenticator {
             return scheme
                 .eq_ignore_ascii_case("bearer")
                 .then(|| token.trim().to_string())
-                .filter(|t| !t.is_empty());
+                .filter(|t| !t.is_empty())
+                .map(|token| Credential {
+                    token,
+                    source: CredentialSource::Header,
+                });
         }
-        req.cookie("__session").map(|c| c.value().to_string())
+        req.cookie("__session")
+            .map(|c| c.value().to_string())
+            .filter(|t| !t.is_empty())
+            .map(|token| Credential {
+                token,
+                source: CredentialSource::Cookie,
+            })
     }
 
     /// Verifies `token`: signature first, then claims.
@@ -210,24 +255,31 @@ impl Authenticator {
         }
         let key = match header.alg {
             Algorithm::HS256 => self.hs256.clone().ok_or(AuthError::Algorithm)?,
-            Algorithm::RS256 | Algorithm::ES256 => {
+            alg if self.algorithms.contains(&alg) => {
                 let jwks = self.jwks.as_ref().ok_or(AuthError::Algorithm)?;
                 let kid = header.kid.as_deref().ok_or(AuthError::UnknownKey)?;
-                jwks.key(kid, header.alg).await?
+                JwksCache::key(jwks, kid, alg).await?
             }
             _ => return Err(AuthError::Algorithm),
         };
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.leeway.as_secs();
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // jsonwebtoken checks `iss` and `aud` only when the token has them: a configured issuer
+        // or audience must also be required, or a token without the claim would pass.
+        let mut required = vec!["exp", "sub"];
         if let Some(issuer) = &self.issuer {
             validation.set_issuer(&[issuer]);
+            required.push("iss");
         }
         match &self.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
+        validation.set_required_spec_claims(&required);
         let data =
             jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(map_jwt_error)?;
         let claims = data.claims;
@@ -276,7 +328,7 @@ fn unix_now() -> i64 {
 
 #[derive(Default)]
 struct KeySet {
-    keys: HashMap<String, (Algorithm, DecodingKey)>,
+    keys: HashMap<String, Jwk>,
     /// Last successful fetch.
     fetched_at: Option<Instant>,
     /// Last fetch caused by an unknown `kid` (throttled, so unknown kids cannot flood the issuer).
@@ -291,59 +343,98 @@ struct JwksCache {
     ttl: Duration,
     min_refresh: Duration,
     keys: RwLock<KeySet>,
-    refreshing: Mutex<()>,
+    /// Held by whoever fetches, so one fetch runs at a time.
+    refreshing: Arc<Mutex<()>>,
 }
 
 impl JwksCache {
-    async fn key(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, AuthError> {
+    /// The key for `kid`. A known key is answered from the cache at once, even when the set is
+    /// stale: the refresh then runs in the background, so no request with a known `kid` waits on
+    /// the issuer. An unknown `kid` waits for one (throttled) fetch, since it may be a new key.
+    async fn key(this: &Arc<Self>, kid: &str, alg: Algorithm) -> Result<DecodingKey, AuthError> {
         {
-            let set = self.keys.read().await;
-            let fresh = set.fetched_at.is_some_and(|t| t.elapsed() < self.ttl);
-            if fresh && let Some((key_alg, key)) = set.keys.get(kid) {
-                return check_alg(*key_alg, alg).map(|()| key.clone());
+            let set = this.keys.read().await;
+            if let Some(key) = set.keys.get(kid) {
+                let stale = set.fetched_at.is_none_or(|t| t.elapsed() >= this.ttl);
+                let failing = set
+                    .last_failure
+                    .is_some_and(|t| t.elapsed() < this.min_refresh);
+                let answer = key.accepts(alg).then(|| key.key.clone());
+                drop(set);
+                if stale && !failing {
+                    Self::refresh_in_background(this);
+                }
+                return answer.ok_or(AuthError::Algorithm);
             }
         }
-        let _guard = self.refreshing.lock().await;
-        let recent = |t: Option<Instant>| t.is_some_and(|t| t.elapsed() < self.min_refresh);
-        let (fetch, forced) = {
-            let set = self.keys.read().await;
-            let stale = set.fetched_at.is_none_or(|t| t.elapsed() >= self.ttl);
-            let unknown = !set.keys.contains_key(kid);
-            let failing = recent(set.last_failure);
-            if stale && !failing {
-                (true, false)
-            } else if unknown && !failing && !recent(set.last_forced) {
-                (true, true)
-            } else {
-                (false, false)
-            }
+        let _guard = this.refreshing.lock().await;
+        let recent = |t: Option<Instant>| t.is_some_and(|t| t.elapsed() < this.min_refresh);
+        let fetch = {
+            let set = this.keys.read().await;
+            let stale = set.fetched_at.is_none_or(|t| t.elapsed() >= this.ttl);
+            !set.keys.contains_key(kid)
+                && !recent(set.last_failure)
+                && (stale || !recent(set.last_forced))
         };
         if fetch {
-            let fetched = self.fetch().await;
-            let mut set = self.keys.write().await;
-            if forced {
-                set.last_forced = Some(Instant::now());
-            }
-            match fetched {
-                Ok(keys) => {
-                    set.keys = keys;
-                    set.fetched_at = Some(Instant::now());
-                }
-                Err(e) => {
-                    set.last_failure = Some(Instant::now());
-                    tracing::warn!(error = %e, url = %self.url, "cannot fetch JWKS; keeping cached keys");
-                }
-            }
+            // Only a fetch of a fresh set for an unknown kid counts against the refetch throttle.
+            let forced = this
+                .keys
+                .read()
+                .await
+                .fetched_at
+                .is_some_and(|t| t.elapsed() < this.ttl);
+            this.fetch_and_store(forced).await;
         }
-        let set = self.keys.read().await;
+        let set = this.keys.read().await;
         match set.keys.get(kid) {
-            Some((key_alg, key)) => check_alg(*key_alg, alg).map(|()| key.clone()),
+            Some(key) if key.accepts(alg) => Ok(key.key.clone()),
+            Some(_) => Err(AuthError::Algorithm),
             None if set.fetched_at.is_none() => Err(AuthError::KeysUnavailable),
             None => Err(AuthError::UnknownKey),
         }
     }
 
-    async fn fetch(&self) -> anyhow::Result<HashMap<String, (Algorithm, DecodingKey)>> {
+    /// Starts one refresh of a stale set unless one is running.
+    fn refresh_in_background(this: &Arc<Self>) {
+        let Ok(guard) = Arc::clone(&this.refreshing).try_lock_owned() else {
+            return;
+        };
+        let this = Arc::clone(this);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let stale = this
+                .keys
+                .read()
+                .await
+                .fetched_at
+                .is_none_or(|t| t.elapsed() >= this.ttl);
+            if stale {
+                this.fetch_and_store(false).await;
+            }
+        });
+    }
+
+    async fn fetch_and_store(&self, forced: bool) {
+        let fetched = self.fetch().await;
+        let mut set = self.keys.write().await;
+        if forced {
+            set.last_forced = Some(Instant::now());
+        }
+        match fetched {
+            Ok(keys) => {
+                set.keys = keys;
+                set.fetched_at = Some(Instant::now());
+                set.last_failure = None;
+            }
+            Err(e) => {
+                set.last_failure = Some(Instant::now());
+                tracing::warn!(error = %e, url = %self.url, "cannot fetch JWKS; keeping cached keys");
+            }
+        }
+    }
+
+    async fn fetch(&self) -> anyhow::Result<HashMap<String, Jwk>> {
         let set: JwkSet = self
             .http
             .get(&self.url)
@@ -358,15 +449,32 @@ impl JwksCache {
             let Some(kid) = jwk.common.key_id.clone() else {
                 continue;
             };
-            use jsonwebtoken::jwk::AlgorithmParameters;
-            let alg = match &jwk.algorithm {
-                AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+            use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+            let family = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => KeyFamily::Rsa,
+                AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+                    EllipticCurve::P256 => KeyFamily::EcP256,
+                    EllipticCurve::P384 => KeyFamily::EcP384,
+                    _ => continue,
+                },
+                AlgorithmParameters::OctetKeyPair(_) => KeyFamily::Ed25519,
                 _ => continue,
             };
+            // A key that names its algorithm is used for that one only.
+            let declared = jwk
+                .common
+                .key_algorithm
+                .and_then(|a| Algorithm::from_str(&a.to_string()).ok());
             match DecodingKey::from_jwk(jwk) {
                 Ok(key) => {
-                    keys.insert(kid, (alg, key));
+                    keys.insert(
+                        kid,
+                        Jwk {
+                            family,
+                            declared,
+                            key,
+                        },
+                    );
                 }
                 Err(e) => tracing::warn!(kid, error = %e, "skipping unusable JWK"),
             }
@@ -375,11 +483,34 @@ impl JwksCache {
     }
 }
 
-fn check_alg(key_alg: Algorithm, token_alg: Algorithm) -> Result<(), AuthError> {
-    if key_alg == token_alg {
-        Ok(())
-    } else {
-        Err(AuthError::Algorithm)
+/// What kind of key a JWK holds, which decides the algorithms it can verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyFamily {
+    Rsa,
+    EcP256,
+    EcP384,
+    Ed25519,
+}
+
+/// One usable key of the set.
+struct Jwk {
+    family: KeyFamily,
+    declared: Option<Algorithm>,
+    key: DecodingKey,
+}
+
+impl Jwk {
+    /// Whether a token signed with `alg` may be checked with this key: the key's family must
+    /// fit the algorithm, and a key that declares its algorithm serves only that one.
+    fn accepts(&self, alg: Algorithm) -> bool {
+        use Algorithm::*;
+        let fits = match self.family {
+            KeyFamily::Rsa => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
+            KeyFamily::EcP256 => alg == ES256,
+            KeyFamily::EcP384 => alg == ES384,
+            KeyFamily::Ed25519 => alg == EdDSA,
+        };
+        fits && self.declared.is_none_or(|d| d == alg)
     }
 }
 

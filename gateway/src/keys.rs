@@ -3,8 +3,9 @@
 //! Every request made with a key reads its row, so revocation and expiry take effect on the next
 //! request on every gateway replica that shares the database.
 
-use std::collections::BTreeSet;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::Method;
 use base64::Engine;
@@ -162,10 +163,19 @@ pub struct ApiKey {
     pub expires_at: Option<String>,
 }
 
+/// How long a key the database does not know is answered "invalid" without asking it again.
+/// Keys are 32 random bytes, so no key that is created later can have been presented before.
+const UNKNOWN_KEY_TTL: Duration = Duration::from_secs(60);
+/// Most unknown keys remembered; past that the oldest half is forgotten.
+const UNKNOWN_KEYS_MAX: usize = 50_000;
+
 /// The gateway's key table.
 #[derive(Debug, Clone)]
 pub struct ApiKeyStore {
     db: Database,
+    /// Hashes of keys recently found unknown or revoked, with when: a flood of made-up `acr_…`
+    /// keys (or of one revoked key) does not reach the database.
+    unknown: Arc<Mutex<HashMap<[u8; 32], Instant>>>,
 }
 
 fn now_ms() -> i64 {
@@ -184,7 +194,10 @@ impl ApiKeyStore {
         let db = Database::connect(url, max_connections).await?;
         db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
         service_runtime::metrics::observe_pool("gateway", db.pool.clone());
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            unknown: Arc::default(),
+        })
     }
 
     /// Creates a key for `user_id` and returns it with its secret, which is not kept.
@@ -279,8 +292,44 @@ impl ApiKeyStore {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Verifies a presented key and returns its caller.
+    /// Whether `key` was found unknown or revoked in the last minute (answered from memory).
+    pub fn known_invalid(&self, key: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        let unknown = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
+        unknown
+            .get(&digest)
+            .is_some_and(|seen| seen.elapsed() < UNKNOWN_KEY_TTL)
+    }
+
+    fn remember_invalid(&self, key: &str) {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        let mut unknown = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
+        if unknown.len() >= UNKNOWN_KEYS_MAX {
+            unknown.retain(|_, seen| seen.elapsed() < UNKNOWN_KEY_TTL);
+            if unknown.len() >= UNKNOWN_KEYS_MAX {
+                let mut ages: Vec<Instant> = unknown.values().copied().collect();
+                ages.sort_unstable();
+                let cutoff = ages[ages.len() / 2];
+                unknown.retain(|_, seen| *seen > cutoff);
+            }
+        }
+        unknown.insert(digest, Instant::now());
+    }
+
+    /// Verifies a presented key and returns its caller. A malformed key, or one recently found
+    /// unknown, is refused without a database query.
     pub async fn authenticate(&self, key: &str) -> Result<Caller, AuthError> {
+        if self.known_invalid(key) {
+            return Err(AuthError::KeyInvalid);
+        }
+        let result = self.look_up(key).await;
+        if result == Err(AuthError::KeyInvalid) {
+            self.remember_invalid(key);
+        }
+        result
+    }
+
+    async fn look_up(&self, key: &str) -> Result<Caller, AuthError> {
         let well_formed = key.len() == KEY_PREFIX.len() + SECRET_CHARS
             && key.starts_with(KEY_PREFIX)
             && key[KEY_PREFIX.len()..]
@@ -290,6 +339,7 @@ impl ApiKeyStore {
             return Err(AuthError::KeyInvalid);
         }
         let prefix = &key[..KEY_PREFIX.len() + DISPLAY_CHARS];
+        crate::metrics::record_key_lookup();
         let rows = sqlx::query(
             "SELECT id, user_id, secret_hash, scopes, expires_at_ms, last_used_at_ms \
              FROM api_keys WHERE prefix = $1 AND revoked_at_ms IS NULL",

@@ -193,6 +193,9 @@ pub struct RateLimiter {
     redis: Option<RedisLimiter>,
     redis_failure: RedisFailureMode,
     enabled: bool,
+    /// Budgets seen used up, until when: lets the guard refuse a request whose credentials it
+    /// has not verified yet (an API key needing a database lookup) without any lookup.
+    exhausted: Mutex<HashMap<(RouteGroup, String), Instant>>,
 }
 
 impl fmt::Debug for RateLimiter {
@@ -238,6 +241,7 @@ impl RateLimiter {
             redis,
             redis_failure: config.redis_failure,
             enabled: config.enabled,
+            exhausted: Mutex::new(HashMap::new()),
         })
     }
 
@@ -283,6 +287,49 @@ impl RateLimiter {
         Ok(check_local(local, key))
     }
 
+    /// Spends one request like [`Self::check`], remembering a refusal so that
+    /// [`Self::known_exhausted`] can answer without asking again.
+    pub async fn check_and_remember(
+        &self,
+        group: RouteGroup,
+        key: &str,
+    ) -> Result<Decision, LimiterUnavailable> {
+        let decision = self.check(group, key).await?;
+        // Refused, or allowed with nothing left: either way the next request is refused until
+        // the budget earns one back.
+        let wait = if !decision.allowed {
+            Some(Duration::from_secs(decision.retry_after_secs))
+        } else if decision.remaining == 0 && self.enabled {
+            Some(self.groups[&group].policy.emission_interval())
+        } else {
+            None
+        };
+        if let Some(wait) = wait {
+            let until = Instant::now() + wait;
+            self.exhausted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((group, key.to_string()), until);
+        }
+        Ok(decision)
+    }
+
+    /// A refusal for `key` in `group` when its budget was seen used up and has not refilled
+    /// since, decided from memory: no Redis round trip, nothing spent.
+    pub fn known_exhausted(&self, group: RouteGroup, key: &str) -> Option<Decision> {
+        let exhausted = self.exhausted.lock().unwrap_or_else(|e| e.into_inner());
+        let until = *exhausted.get(&(group, key.to_string()))?;
+        let left = until.checked_duration_since(Instant::now())?;
+        let policy = self.groups[&group].policy;
+        Some(Decision {
+            allowed: false,
+            limit: policy.limit,
+            remaining: 0,
+            reset_secs: ceil_secs(policy.emission_interval() * policy.limit),
+            retry_after_secs: ceil_secs(left).max(1),
+        })
+    }
+
     /// Counts a refused request of `group` (here and in `rate_limit_rejections_total`).
     pub fn note_rejection(&self, group: RouteGroup) {
         self.rejections[&group].fetch_add(1, Ordering::Relaxed);
@@ -300,6 +347,11 @@ impl RateLimiter {
             group.limiter.retain_recent();
             group.limiter.shrink_to_fit();
         }
+        let now = Instant::now();
+        self.exhausted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, until| *until > now);
     }
 }
 

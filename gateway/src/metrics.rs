@@ -32,6 +32,7 @@ struct HttpMetrics {
     duration: Family<RequestLabels, Histogram>,
     in_flight: Gauge,
     rejections: Family<GroupLabels, Counter>,
+    key_lookups: Counter,
 }
 
 static METRICS: LazyLock<HttpMetrics> = LazyLock::new(|| {
@@ -40,7 +41,14 @@ static METRICS: LazyLock<HttpMetrics> = LazyLock::new(|| {
         duration: latency_family(),
         in_flight: Gauge::default(),
         rejections: Family::default(),
+        key_lookups: Counter::default(),
     };
+    register(
+        "api_key_lookups",
+        "API keys looked up in the gateway's database (keys recently found unknown are answered \
+         from memory and not counted)",
+        metrics.key_lookups.clone(),
+    );
     register(
         "http_requests",
         "HTTP requests answered, by method, route template and status",
@@ -69,6 +77,11 @@ static METRICS: LazyLock<HttpMetrics> = LazyLock::new(|| {
     }
     metrics
 });
+
+/// Counts one API key lookup in the database.
+pub fn record_key_lookup() {
+    METRICS.key_lookups.inc();
+}
 
 /// Registers the gateway's metrics (they appear on `/metrics` from then on).
 pub fn init() {

@@ -1,6 +1,7 @@
 //! What every handler shares.
 
 use crate::auth::Authenticator;
+use crate::client_ip::ClientIpResolver;
 use crate::config::Config;
 use crate::downstream::Downstreams;
 use crate::keys::ApiKeyStore;
@@ -19,6 +20,8 @@ pub struct AppState {
     pub downstream: Downstreams,
     /// Personal API keys.
     pub keys: ApiKeyStore,
+    /// Who the client is behind trusted proxies.
+    pub client_ip: ClientIpResolver,
 }
 
 impl AppState {
@@ -37,6 +40,10 @@ impl AppState {
                 config.db_max_connections,
             )
             .await?,
+            client_ip: ClientIpResolver::new(
+                config.edge.trusted_proxies.clone(),
+                config.edge.forwarded_header,
+            ),
             config,
         })
     }

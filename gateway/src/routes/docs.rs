@@ -79,8 +79,34 @@ pub async fn openapi_json() -> HttpResponse {
 pub async fn docs_page() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
+        .insert_header((
+            actix_web::http::header::CONTENT_SECURITY_POLICY,
+            DOCS_CSP.as_str(),
+        ))
         .body(DOCS_HTML)
 }
+
+/// The docs page's policy: its own inline script and style (pinned by hash, so no injected
+/// script runs), `/openapi.json` from the same origin, nothing else, and no framing.
+static DOCS_CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let hash = |open: &str, close: &str| {
+        use base64::Engine;
+        use sha2::Digest;
+        let start = DOCS_HTML.find(open).map_or(0, |i| i + open.len());
+        let end = DOCS_HTML[start..].find(close).map_or(start, |i| start + i);
+        let digest = sha2::Sha256::digest(&DOCS_HTML.as_bytes()[start..end]);
+        format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
+    };
+    format!(
+        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self'; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        hash("<script>", "</script>"),
+        hash("<style>", "</style>"),
+    )
+});
 
 const DOCS_HTML: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>AutoCrea API</title>

@@ -18,8 +18,20 @@ pub mod health;
 pub mod projects;
 pub mod sandbox;
 
-/// Mounts every route, and the JSON, query and path error handling, on an app.
-pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
+/// The operations endpoints: liveness, readiness and metrics (on the ops listener when
+/// `GATEWAY_METRICS_ADDR` moves them off the public one).
+pub fn configure_ops(cfg: &mut web::ServiceConfig) {
+    cfg.service(health::health)
+        .service(health::ready)
+        .service(health::metrics);
+}
+
+/// Mounts every route, and the JSON, query and path error handling, on an app; `/ready` and
+/// `/metrics` only when `with_ops` (they are not on the public listener when served apart).
+pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, with_ops: bool) {
+    if with_ops {
+        cfg.service(health::ready).service(health::metrics);
+    }
     cfg.app_data(
         web::JsonConfig::default()
             .limit(max_body_bytes)
@@ -31,8 +43,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
     .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()))
     .service(health::health)
-    .service(health::ready)
-    .service(health::metrics)
     .service(docs::openapi_json)
     .service(docs::docs_page)
     .service(

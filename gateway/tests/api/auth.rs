@@ -158,6 +158,7 @@ async fn jwks_stack(jwks_url: &str) -> Stack {
             issuer: Some(ISSUER.into()),
             authorized_parties: vec![APP_ORIGIN.into()],
             jwks_min_refresh: Duration::from_secs(30),
+            algorithms: vec![Algorithm::RS256, Algorithm::ES256],
             ..AuthConfig::defaults()
         };
     })
@@ -236,6 +237,9 @@ async fn jwks_tokens_are_verified_and_every_bad_one_is_refused() {
     wrong_azp["azp"] = json!("https://evil.example.test");
     let mut no_exp = claims(&user);
     no_exp.as_object_mut().unwrap().remove("exp");
+    // jsonwebtoken checks `iss` only when present: with AUTH_ISSUER set it must be required.
+    let mut no_iss = claims(&user);
+    no_iss.as_object_mut().unwrap().remove("iss");
 
     let good = rs256(&keys, "rsa-1", &claims(&user));
     let mut parts: Vec<&str> = good.split('.').collect();
@@ -261,6 +265,7 @@ async fn jwks_tokens_are_verified_and_every_bad_one_is_refused() {
             rs256(&keys, "rsa-1", &issued_in_future),
         ),
         ("wrong issuer", rs256(&keys, "rsa-1", &wrong_issuer)),
+        ("missing issuer", rs256(&keys, "rsa-1", &no_iss)),
         ("missing azp", rs256(&keys, "rsa-1", &no_azp)),
         ("wrong azp", rs256(&keys, "rsa-1", &wrong_azp)),
         ("missing exp", rs256(&keys, "rsa-1", &no_exp)),
@@ -358,6 +363,192 @@ async fn hs256_development_tokens() {
         "rs256 without jwks",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_audience_is_required_and_algorithms_are_an_allow_list() {
+    let keys = keys();
+    let jwks = Jwks::start(vec![keys.rsa_jwk.clone(), keys.ec_jwk.clone()]);
+    let url = jwks.url.clone();
+    // RS256 alone, as Clerk signs (the default), and an audience.
+    let stack = Stack::start_with(Db::Sqlite, move |config| {
+        config.limits = generous_limits();
+        config.auth = AuthConfig {
+            jwks_url: Some(url),
+            issuer: Some(ISSUER.into()),
+            audience: Some("autocrea-api".into()),
+            ..AuthConfig::defaults()
+        };
+    })
+    .await;
+    let user = unique_user("aud");
+    let mut with_aud = claims(&user);
+    with_aud["aud"] = json!("autocrea-api");
+    assert_eq!(
+        call(&stack, &rs256(&keys, "rsa-1", &with_aud))
+            .await
+            .status(),
+        200
+    );
+    let mut wrong_aud = claims(&user);
+    wrong_aud["aud"] = json!("another-api");
+    assert_unauthorized(
+        call(&stack, &rs256(&keys, "rsa-1", &wrong_aud)).await,
+        "wrong audience",
+    )
+    .await;
+    let no_aud = assert_problem(
+        call(&stack, &rs256(&keys, "rsa-1", &claims(&user))).await,
+        401,
+    )
+    .await;
+    assert!(
+        no_aud["detail"].as_str().unwrap().contains("`aud`"),
+        "{no_aud}"
+    );
+    // ES256 is a good signature by a key of the set, but not an accepted algorithm here.
+    assert_unauthorized(
+        call(&stack, &es256(&keys, &with_aud)).await,
+        "ES256 not listed",
+    )
+    .await;
+}
+
+/// A JWKS endpoint that answers the first fetch and then hangs until released.
+struct StallingJwks {
+    _server: Server,
+    url: String,
+    fetches: Arc<AtomicUsize>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl StallingJwks {
+    fn start(keys: Vec<Value>) -> Self {
+        let body = json!({ "keys": keys });
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (fetches2, release2) = (fetches.clone(), release.clone());
+        let server = Server::start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            move |listener, shutdown| async move {
+                let server = HttpServer::new(move || {
+                    let (body, fetches, release) =
+                        (body.clone(), fetches2.clone(), release2.clone());
+                    App::new().route(
+                        "/jwks",
+                        web::get().to(move || {
+                            let (body, fetches, release) =
+                                (body.clone(), fetches.clone(), release.clone());
+                            async move {
+                                if fetches.fetch_add(1, Ordering::SeqCst) > 0 {
+                                    release.notified().await;
+                                }
+                                HttpResponse::Ok().json(body)
+                            }
+                        }),
+                    )
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener.into_std()?)?
+                .run();
+                let handle = server.handle();
+                tokio::spawn(async move {
+                    let _ = shutdown.await;
+                    handle.stop(false).await;
+                });
+                server.await?;
+                Ok(())
+            },
+        );
+        Self {
+            url: format!("http://{}/jwks", server.addr),
+            _server: server,
+            fetches,
+            release,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_key_set_is_refreshed_without_making_requests_wait() {
+    let keys = keys();
+    let jwks = StallingJwks::start(vec![keys.rsa_jwk.clone()]);
+    let url = jwks.url.clone();
+    let stack = Stack::start_with(Db::Sqlite, move |config| {
+        config.limits = generous_limits();
+        config.auth = AuthConfig {
+            jwks_url: Some(url),
+            issuer: Some(ISSUER.into()),
+            jwks_cache_ttl: Duration::from_secs(1),
+            jwks_min_refresh: Duration::from_secs(1),
+            ..AuthConfig::defaults()
+        };
+    })
+    .await;
+    let user = unique_user("stale");
+    let token = rs256(&keys, "rsa-1", &claims(&user));
+    assert_eq!(call(&stack, &token).await.status(), 200);
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1);
+
+    // Let the set go stale; from now on the issuer hangs.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for _ in 0..3 {
+        let answered = tokio::time::timeout(Duration::from_secs(4), call(&stack, &token))
+            .await
+            .expect("a request with a known kid waited on the JWKS fetch");
+        assert_eq!(answered.status(), 200);
+    }
+    // One background refresh is under way (and hanging), not one per request.
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2);
+    jwks.release.notify_waiters();
+}
+
+#[tokio::test]
+async fn unsafe_authentication_settings_are_start_up_errors() {
+    let secret = "a-real-random-secret-9f8e7d6c5b4a3210fedcba";
+    let both = AuthConfig {
+        jwks_url: Some("https://clerk.example.test/.well-known/jwks.json".into()),
+        ..AuthConfig::hs256(secret)
+    };
+    let error = both.validate().unwrap_err().to_string();
+    assert!(
+        error.contains("AUTH_HS256_SECRET") && error.contains("AUTH_DEV_MODE"),
+        "{error}"
+    );
+    let on_purpose = AuthConfig {
+        dev_mode: true,
+        ..both
+    };
+    on_purpose.validate().unwrap();
+
+    for placeholder in [
+        // The value .env.example used to ship.
+        "dev-only-secret-change-me-0123456789abcdef",
+        "please-change-me-to-a-random-string-of-32-bytes",
+        "your-secret-here-your-secret-here-your-secret",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    ] {
+        let error = AuthConfig::hs256(placeholder)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("AUTH_HS256_SECRET"),
+            "{placeholder}: {error}"
+        );
+    }
+    AuthConfig::hs256(secret).validate().unwrap();
+
+    // And the gateway refuses to start with them.
+    let config = gateway::Config::new(AuthConfig::hs256(
+        "dev-only-secret-change-me-0123456789abcdef",
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = gateway::run(config, listener, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("published example"), "{error}");
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod ai;
 mod auth;
 mod availability;
 mod deploy;
+mod edge;
 mod faults;
 mod helpers;
 mod input;
