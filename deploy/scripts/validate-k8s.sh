@@ -4,7 +4,8 @@
 #      kubernetes-validate from PyPI, which ships the schemas (no network at validation time);
 #   2. against this project's rules (non-root, read-only root, no escalation, drop ALL, probes,
 #      requests and limits, a PDB per Deployment, HPAs for gateway and ai-service, default-deny
-#      NetworkPolicy, an Ingress to the gateway).
+#      NetworkPolicy, an Ingress to the gateway's http port only, /metrics and /ready on their own
+#      port, no HS256 development secret outside the dev overlay).
 #
 #   bash deploy/scripts/validate-k8s.sh
 #
@@ -95,6 +96,22 @@ backends = [p["backend"]["service"]["name"]
             for r in ing["spec"]["rules"] for p in r["http"]["paths"]]
 if set(backends) != {"gateway"}:
     problems.append(f"the Ingress must route to the gateway only, routes to {backends}")
+ports = {p["backend"]["service"]["port"].get("name")
+         for ing in by_kind.get("Ingress", {}).values()
+         for r in ing["spec"]["rules"] for p in r["http"]["paths"]}
+if ports != {"http"}:
+    problems.append(f"the Ingress must route only the gateway's http port (not metrics), routes {ports}")
+config = {}
+for cm in by_kind.get("ConfigMap", {}).values():
+    config.update(cm.get("data") or {})
+if not config.get("GATEWAY_METRICS_ADDR"):
+    problems.append("GATEWAY_METRICS_ADDR must move /metrics and /ready off the public listener")
+overlay = sys.argv[1].rsplit("/", 1)[-1].removesuffix(".yaml")
+for dep in by_kind.get("Deployment", {}).values():
+    for c in dep["spec"]["template"]["spec"]["containers"]:
+        wired = [e["name"] for e in c.get("env", []) if e["name"] == "AUTH_HS256_SECRET"]
+        if wired and overlay != "dev":
+            problems.append(f"{dep['metadata']['name']}: HS256 development secret wired outside the dev overlay")
 for p in problems:
     print("  rule:", p, file=sys.stderr)
 sys.exit(1 if problems else 0)
