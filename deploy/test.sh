@@ -8,8 +8,9 @@
 #                                    # service crate under 70 % (report under target/coverage/)
 #
 # It installs and starts PostgreSQL and Redis on loopback when absent (Debian packages), builds
-# the sandbox runtime image when missing (no registry needed), builds the workspace once, and runs
-# every test binary with cargo-nextest. Nothing is skipped: tests that need PostgreSQL, Redis or
+# the sandbox runtime image when missing (no registry needed), installs headless Chromium for the
+# browser tests when absent (Debian package), builds the workspace once, and runs every test
+# binary with cargo-nextest. Nothing is skipped: tests that need PostgreSQL, Redis or
 # Docker fail when they are missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,6 +28,12 @@ if ! docker info >/dev/null 2>&1; then
     exit 1
 fi
 bash deploy/sandbox/build-images.sh
+
+# Headless Chromium for the browser tests (gateway/tests/api/browser.rs).
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+    log "installing Chromium from Debian's packages (browser tests)"
+    apt_install chromium
+fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
     log "installing cargo-nextest from crates.io"

@@ -4,6 +4,7 @@
 mod ai;
 mod auth;
 mod availability;
+mod browser;
 mod deploy;
 mod edge;
 mod faults;
