@@ -1,12 +1,11 @@
 //! Every way a token can be wrong gets 401 problem+json with `WWW-Authenticate`; good RS256 and
 //! ES256 tokens from a JWKS endpoint (Clerk's form) and HS256 development tokens get in.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use gateway::config::AuthConfig;
@@ -73,34 +72,17 @@ impl Jwks {
         let set = Arc::new(Mutex::new(json!({ "keys": keys })));
         let fetches = Arc::new(AtomicUsize::new(0));
         let (set2, fetches2) = (set.clone(), fetches.clone());
-        let server = Server::start(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            move |listener, shutdown| async move {
-                let server = HttpServer::new(move || {
-                    let set = set2.clone();
-                    let fetches = fetches2.clone();
-                    App::new().route(
-                        "/.well-known/jwks.json",
-                        web::get().to(move || {
-                            let body = set.lock().unwrap().clone();
-                            fetches.fetch_add(1, Ordering::SeqCst);
-                            async move { HttpResponse::Ok().json(body) }
-                        }),
-                    )
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener.into_std()?)?
-                .run();
-                let handle = server.handle();
-                tokio::spawn(async move {
-                    let _ = shutdown.await;
-                    handle.stop(false).await;
-                });
-                server.await?;
-                Ok(())
-            },
-        );
+        let server = serve_app(move |app| {
+            let (set, fetches) = (set2.clone(), fetches2.clone());
+            app.route(
+                "/.well-known/jwks.json",
+                web::get().to(move || {
+                    let body = set.lock().unwrap().clone();
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    async move { HttpResponse::Ok().json(body) }
+                }),
+            );
+        });
         Self {
             url: format!("http://{}/.well-known/jwks.json", server.addr),
             _server: server,
@@ -428,39 +410,21 @@ impl StallingJwks {
         let fetches = Arc::new(AtomicUsize::new(0));
         let release = Arc::new(tokio::sync::Notify::new());
         let (fetches2, release2) = (fetches.clone(), release.clone());
-        let server = Server::start(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            move |listener, shutdown| async move {
-                let server = HttpServer::new(move || {
-                    let (body, fetches, release) =
-                        (body.clone(), fetches2.clone(), release2.clone());
-                    App::new().route(
-                        "/jwks",
-                        web::get().to(move || {
-                            let (body, fetches, release) =
-                                (body.clone(), fetches.clone(), release.clone());
-                            async move {
-                                if fetches.fetch_add(1, Ordering::SeqCst) > 0 {
-                                    release.notified().await;
-                                }
-                                HttpResponse::Ok().json(body)
-                            }
-                        }),
-                    )
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener.into_std()?)?
-                .run();
-                let handle = server.handle();
-                tokio::spawn(async move {
-                    let _ = shutdown.await;
-                    handle.stop(false).await;
-                });
-                server.await?;
-                Ok(())
-            },
-        );
+        let server = serve_app(move |app| {
+            let (body, fetches, release) = (body.clone(), fetches2.clone(), release2.clone());
+            app.route(
+                "/jwks",
+                web::get().to(move || {
+                    let (body, fetches, release) = (body.clone(), fetches.clone(), release.clone());
+                    async move {
+                        if fetches.fetch_add(1, Ordering::SeqCst) > 0 {
+                            release.notified().await;
+                        }
+                        HttpResponse::Ok().json(body)
+                    }
+                }),
+            );
+        });
         Self {
             url: format!("http://{}/jwks", server.addr),
             _server: server,

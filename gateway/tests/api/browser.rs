@@ -6,11 +6,10 @@
 //! preflight) is refused 403 by the CSRF check. The page reports what it saw by POSTing it to
 //! the server that served it.
 
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, web};
 use ai_service::ProviderConfig;
 use serde_json::Value;
 use service_runtime::testing::{TempDir, fresh_sqlite_url};
@@ -96,50 +95,33 @@ struct PageServer {
 impl PageServer {
     fn start() -> Self {
         let (tx, results) = mpsc::unbounded_channel::<Value>();
-        let server = Server::start(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            move |listener, shutdown| async move {
-                let server = HttpServer::new(move || {
+        let server = serve_app(move |app| {
+            let tx = tx.clone();
+            app.route(
+                "/page.html",
+                web::get().to(|| async {
+                    HttpResponse::Ok()
+                        .content_type("text/html; charset=utf-8")
+                        .body(PAGE)
+                }),
+            )
+            .route(
+                "/results",
+                web::post().to(move |body: web::Bytes| {
                     let tx = tx.clone();
-                    App::new()
-                        .route(
-                            "/page.html",
-                            web::get().to(|| async {
-                                HttpResponse::Ok()
-                                    .content_type("text/html; charset=utf-8")
-                                    .body(PAGE)
-                            }),
-                        )
-                        .route(
-                            "/results",
-                            web::post().to(move |body: web::Bytes| {
-                                let tx = tx.clone();
-                                async move {
-                                    let value = serde_json::from_slice(&body)
-                                        .unwrap_or_else(|e| Value::String(format!("{e}")));
-                                    let _ = tx.send(value);
-                                    HttpResponse::NoContent().finish()
-                                }
-                            }),
-                        )
-                        .route(
-                            "/favicon.ico",
-                            web::get().to(|| async { HttpResponse::NoContent().finish() }),
-                        )
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener.into_std()?)?
-                .run();
-                let handle = server.handle();
-                tokio::spawn(async move {
-                    let _ = shutdown.await;
-                    handle.stop(false).await;
-                });
-                server.await?;
-                Ok(())
-            },
-        );
+                    async move {
+                        let value = serde_json::from_slice(&body)
+                            .unwrap_or_else(|e| Value::String(format!("{e}")));
+                        let _ = tx.send(value);
+                        HttpResponse::NoContent().finish()
+                    }
+                }),
+            )
+            .route(
+                "/favicon.ico",
+                web::get().to(|| async { HttpResponse::NoContent().finish() }),
+            );
+        });
         Self {
             origin: format!("http://{}", server.addr),
             _server: server,
@@ -240,23 +222,13 @@ impl BrowserStack {
 
     /// Answers the gateway gave POST /api/projects with `status`, from its metrics.
     async fn project_posts_answered(&self, status: u16) -> u64 {
-        let text = self
-            .gateway
-            .http
-            .get(self.gateway.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let wanted = format!("status=\"{status}\"");
-        text.lines()
-            .filter(|l| l.starts_with("http_requests_total{"))
-            .filter(|l| l.contains("method=\"POST\"") && l.contains("route=\"/api/projects\""))
-            .filter(|l| l.contains(&wanted))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
+        let status = format!("status=\"{status}\"");
+        let labels = [
+            "method=\"POST\"",
+            "route=\"/api/projects\"",
+            status.as_str(),
+        ];
+        self.gateway.metric("http_requests_total", &labels).await as u64
     }
 }
 

@@ -820,26 +820,6 @@ impl AiFaultStack {
     }
 }
 
-/// A gauge or counter of the gateway's `/metrics`, summed over its labels.
-async fn metric(gw: &Gateway, name: &str) -> f64 {
-    let text = gw
-        .http
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overloaded_ai_provider_gives_retries_then_clear_503s_without_pile_up() {
     let stack = AiFaultStack::start().await;
@@ -897,7 +877,7 @@ async fn an_overloaded_ai_provider_gives_retries_then_clear_503s_without_pile_up
     );
     assert!(all_done < Duration::from_secs(10), "{all_done:?}");
     // Nothing is left waiting on the provider: the scrape itself is the only request in flight.
-    assert_eq!(metric(gw, "http_requests_in_flight").await, 1.0);
+    assert_eq!(gw.metric("http_requests_in_flight", &[]).await, 1.0);
 
     // The provider heals: the next call is answered at once.
     let response = gw

@@ -82,6 +82,32 @@ impl Drop for Server {
     }
 }
 
+/// A small HTTP server (a test's stand-in for an outside service, or a page server) with the
+/// routes `configure` mounts, on a loopback port, with one worker.
+pub fn serve_app(
+    configure: impl Fn(&mut actix_web::web::ServiceConfig) + Send + Clone + 'static,
+) -> Server {
+    Server::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        move |listener, shutdown| async move {
+            let server = actix_web::HttpServer::new(move || {
+                actix_web::App::new().configure(configure.clone())
+            })
+            .workers(1)
+            .disable_signals()
+            .listen(listener.into_std()?)?
+            .run();
+            let handle = server.handle();
+            tokio::spawn(async move {
+                let _ = shutdown.await;
+                handle.stop(false).await;
+            });
+            server.await?;
+            Ok(())
+        },
+    )
+}
+
 /// ai-service with `config` on a loopback port (bound before this returns, so the gateway's
 /// first call connects).
 pub fn start_ai_service(config: ai_service::Config) -> Server {
@@ -212,6 +238,28 @@ impl Gateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// A counter or gauge of the gateway's `/metrics`, summed over the series whose labels
+    /// contain every one of `labels` (e.g. `status="403"`).
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter(|l| labels.iter().all(|label| l.contains(label)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     pub fn get(&self, path: &str, user: &str) -> reqwest::RequestBuilder {
