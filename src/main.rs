@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Services first, each on a loopback port chosen by the OS.
     let mut project = project_service::Config::from_env()?;
-    project.database_url = sqlite_url(&data_dir, "project.db");
+    project.database_url = SecretString::from(sqlite_url(&data_dir, "project.db"));
     let project_url = spawn(&mut tasks, "project-service", |l| {
         project_service::run(project, l, stop())
     })
@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
     let ai_url = spawn(&mut tasks, "ai-service", |l| ai_service::run(ai, l, stop())).await?;
 
     let mut deploy = deploy_service::Config::from_env()?;
-    deploy.database_url = sqlite_url(&data_dir, "deploy.db");
+    deploy.database_url = SecretString::from(sqlite_url(&data_dir, "deploy.db"));
     deploy.project_service_url = project_url.clone();
     let deploy_url = spawn(&mut tasks, "deploy-service", |l| {
         deploy_service::run(deploy, l, stop())

@@ -2,7 +2,6 @@
 //! code ([`Config::new`] plus the pub fields), which is what the tests do.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -46,14 +45,8 @@ impl Config {
 
     /// Reads the configuration from the environment; a bad value names its variable.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let database_url = match optional("DATABASE_URL") {
-            Some(url) => url,
-            None => {
-                let dir: PathBuf = parse_or("DATA_DIR", PathBuf::from("./data"))?;
-                service_runtime::db::sqlite_url(&dir, "ai.db")
-            }
-        };
-        let mut config = Self::new(database_url);
+        let mut config = Self::new(String::new());
+        config.database_url = service_runtime::db::url_from_env("ai.db");
         config.listen_addr = listen_addr("AI_LISTEN_ADDR", 50051)?;
         config.redis_url = optional("REDIS_URL").map(SecretString::from);
         config.provider = ProviderConfig::from_env()?;

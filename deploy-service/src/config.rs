@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -95,8 +94,8 @@ pub struct Config {
     /// Where to listen (`DEPLOY_LISTEN_ADDR`, default `0.0.0.0:50052`).
     pub listen_addr: SocketAddr,
     /// `sqlite://…` or `postgres://…` (`DATABASE_URL`, default SQLite file `deploy.db` under
-    /// `DATA_DIR`, itself defaulting to `./data`). May hold a password, so `Debug` hides it.
-    pub database_url: String,
+    /// `DATA_DIR`, itself defaulting to `./data`). May hold a password: a secret.
+    pub database_url: SecretString,
     /// Connection pool size (`DEPLOY_DB_MAX_CONNECTIONS`, default 10).
     pub db_max_connections: u32,
     /// project-service, where the files come from (`PROJECT_SERVICE_URL`, default
@@ -120,14 +119,8 @@ pub struct Config {
 impl Config {
     /// Reads the configuration from the environment; a malformed value names its variable.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let database_url = match optional("DATABASE_URL") {
-            Some(url) => url,
-            None => {
-                let data_dir = optional("DATA_DIR").unwrap_or_else(|| "./data".to_string());
-                service_runtime::db::sqlite_url(&PathBuf::from(data_dir), "deploy.db")
-            }
-        };
-        let mut config = Self::with_database_url(database_url);
+        let mut config = Self::with_database_url(String::new());
+        config.database_url = service_runtime::db::url_from_env("deploy.db");
         config.listen_addr = listen_addr("DEPLOY_LISTEN_ADDR", 50052)?;
         config.db_max_connections = parse_or("DEPLOY_DB_MAX_CONNECTIONS", 10)?;
         config.project_service_url = url_var("PROJECT_SERVICE_URL", "http://127.0.0.1:50053")?;
@@ -170,7 +163,7 @@ impl Config {
     pub fn with_database_url(database_url: String) -> Self {
         Self {
             listen_addr: SocketAddr::from(([0, 0, 0, 0], 50052)),
-            database_url,
+            database_url: SecretString::from(database_url),
             db_max_connections: 10,
             project_service_url: "http://127.0.0.1:50053".to_string(),
             vercel: VercelConfig {
@@ -277,11 +270,9 @@ impl fmt::Debug for RailwayConfig {
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Only the scheme of the database URL: the rest may carry credentials.
-        let scheme = self.database_url.split(':').next().unwrap_or_default();
         f.debug_struct("Config")
             .field("listen_addr", &self.listen_addr)
-            .field("database_url", &format_args!("{scheme}://<redacted>"))
+            .field("database_url", &self.database_url)
             .field("db_max_connections", &self.db_max_connections)
             .field("project_service_url", &self.project_service_url)
             .field("vercel", &self.vercel)

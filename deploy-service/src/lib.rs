@@ -10,7 +10,6 @@ mod engine;
 mod error;
 mod metrics;
 mod model;
-mod page_token;
 mod projects;
 mod providers;
 mod service;
@@ -48,7 +47,11 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let db = Database::connect(&config.database_url, config.db_max_connections).await?;
+    let db = Database::connect(
+        secrecy::ExposeSecret::expose_secret(&config.database_url),
+        config.db_max_connections,
+    )
+    .await?;
     service_runtime::metrics::observe_pool("deploy", db.pool.clone());
     metrics::init();
     db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;

@@ -19,8 +19,7 @@ use crate::error::{Error, Invalid, Result};
 use crate::model::{
     EnvVars, IdempotencyKey, ProjectId, Provider, Target, page_size, parse_deployment_id,
 };
-use crate::page_token;
-use crate::store::{Cursor, DeploymentRecord, EventRecord, NewDeployment};
+use crate::store::{Cursor, DEPLOYMENT_PAGES, DeploymentRecord, EventRecord, NewDeployment};
 
 /// How often a watch re-reads the event log when no local change woke it (changes made by
 /// another replica are only seen this way).
@@ -120,7 +119,7 @@ impl DeployApi {
         let size = page_size(request.page_size)?;
         let cursor = match request.page_token.as_str() {
             "" => None,
-            token => Some(page_token::decode(token, owner, scope)?),
+            token => Some(DEPLOYMENT_PAGES.decode(token, &[owner, scope])?),
         };
         let project = project.as_ref().map(ProjectId::as_str);
         // One more than asked tells whether another page exists.
@@ -132,13 +131,12 @@ impl DeployApi {
         let more = records.len() as i64 > size;
         records.truncate(size as usize);
         let next_page_token = match records.last() {
-            Some(last) if more => page_token::encode(
+            Some(last) if more => DEPLOYMENT_PAGES.encode(
                 &Cursor {
                     created_at_ms: last.created_at_ms,
                     id: last.id.clone(),
                 },
-                owner,
-                scope,
+                &[owner, scope],
             ),
             _ => String::new(),
         };

@@ -10,7 +10,13 @@ use service_runtime::db::{Backend, Database, TracedTransaction};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+pub use service_runtime::page_token::Cursor;
+use service_runtime::page_token::PageTokens;
+
 use crate::error::{DbContext, Error, Result};
+
+/// Page tokens of `ListDeployments`, bound to the caller and the project filter.
+pub const DEPLOYMENT_PAGES: PageTokens = PageTokens::new("autocrea.deploy.v1.deployments");
 use crate::model::{EnvVars, Provider, State, Target};
 
 const COLUMNS: &str = "id, owner_id, project_id, provider, target, state, rollback_of, env_json, \
@@ -131,15 +137,6 @@ impl Change {
             ..Self::default()
         }
     }
-}
-
-/// Position in (created_at_ms desc, id desc) order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    /// Creation time of the last deployment returned.
-    pub created_at_ms: i64,
-    /// Id of the last deployment returned.
-    pub id: String,
 }
 
 /// Deployments and events in SQL.
@@ -529,9 +526,10 @@ async fn insert_event(tx: &mut TracedTransaction, id: &str, message: &str, now: 
 }
 
 fn record(row: &AnyRow) -> Result<DeploymentRecord> {
-    let text = |name: &'static str| -> Result<String> { row.try_get(name).db(name) };
-    let optional = |name: &'static str| -> Result<Option<String>> { row.try_get(name).db(name) };
-    let number = |name: &'static str| -> Result<i64> { row.try_get(name).db(name) };
+    let text = |name: &'static str| -> Result<String> { Ok(row.try_get(name).db(name)?) };
+    let optional =
+        |name: &'static str| -> Result<Option<String>> { Ok(row.try_get(name).db(name)?) };
+    let number = |name: &'static str| -> Result<i64> { Ok(row.try_get(name).db(name)?) };
     let provider = text("provider")?;
     let target = text("target")?;
     let state = text("state")?;

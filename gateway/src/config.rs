@@ -369,10 +369,7 @@ impl Config {
             },
             max_body_bytes: parse_or("MAX_BODY_BYTES", defaults.max_body_bytes)?,
             slow_request: Duration::from_millis(parse_or("SLOW_REQUEST_MS", 1000)?),
-            database_url: SecretString::from(optional("DATABASE_URL").unwrap_or_else(|| {
-                let dir = optional("DATA_DIR").unwrap_or_else(|| "data".into());
-                service_runtime::db::sqlite_url(std::path::Path::new(&dir), "gateway.db")
-            })),
+            database_url: service_runtime::db::url_from_env("gateway.db"),
             db_max_connections: parse_or("GATEWAY_DB_MAX_CONNECTIONS", 10)?,
             edge: EdgeConfig::from_env()?,
         };

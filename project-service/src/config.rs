@@ -1,10 +1,9 @@
 //! Configuration of project-service, read once from the environment.
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use service_runtime::config::{ConfigError, listen_addr, optional, parse_or};
+use secrecy::SecretString;
+use service_runtime::config::{ConfigError, listen_addr, parse_or};
 
 /// Default largest file: 2 MiB.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 2 * 1024 * 1024;
@@ -19,13 +18,13 @@ pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 10;
 const LARGEST_FILE_BYTES: u64 = service_runtime::grpc::MAX_MESSAGE_SIZE as u64 - 4096;
 
 /// Configuration of project-service.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Where to listen (`PROJECT_LISTEN_ADDR`, default `0.0.0.0:50053`).
     pub listen_addr: SocketAddr,
     /// `sqlite://…` or `postgres://…` (`DATABASE_URL`, default SQLite file `project.db` under
-    /// `DATA_DIR`, itself defaulting to `./data`). May hold a password, so `Debug` hides it.
-    pub database_url: String,
+    /// `DATA_DIR`, itself defaulting to `./data`). May hold a password: a secret.
+    pub database_url: SecretString,
     /// Largest accepted file content in bytes (`PROJECT_MAX_FILE_BYTES`, default 2 MiB).
     pub max_file_bytes: u64,
     /// Largest sum of file sizes in one project (`PROJECT_MAX_PROJECT_BYTES`, default 50 MiB).
@@ -41,13 +40,7 @@ pub struct Config {
 impl Config {
     /// Reads the configuration from the environment; a malformed value names its variable.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let database_url = match optional("DATABASE_URL") {
-            Some(url) => url,
-            None => {
-                let data_dir = optional("DATA_DIR").unwrap_or_else(|| "./data".to_string());
-                service_runtime::db::sqlite_url(&PathBuf::from(data_dir), "project.db")
-            }
-        };
+        let database_url = service_runtime::db::url_from_env("project.db");
         let max_file_bytes = positive("PROJECT_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES)?;
         if max_file_bytes > LARGEST_FILE_BYTES {
             return Err(ConfigError::new(
@@ -76,27 +69,12 @@ impl Config {
     pub fn with_database_url(database_url: String) -> Self {
         Self {
             listen_addr: SocketAddr::from(([0, 0, 0, 0], 50053)),
-            database_url,
+            database_url: SecretString::from(database_url),
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             max_project_bytes: DEFAULT_MAX_PROJECT_BYTES,
             max_files: DEFAULT_MAX_FILES,
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
         }
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Only the scheme of the database URL: the rest may carry credentials.
-        let scheme = self.database_url.split(':').next().unwrap_or_default();
-        f.debug_struct("Config")
-            .field("listen_addr", &self.listen_addr)
-            .field("database_url", &format_args!("{scheme}://<redacted>"))
-            .field("max_file_bytes", &self.max_file_bytes)
-            .field("max_project_bytes", &self.max_project_bytes)
-            .field("max_files", &self.max_files)
-            .field("db_max_connections", &self.db_max_connections)
-            .finish()
     }
 }
 
@@ -116,9 +94,9 @@ mod tests {
 
     #[test]
     fn debug_hides_database_credentials() {
-        let config = Config::with_database_url("postgres://u:secret@db/x".to_string());
+        let config = Config::with_database_url("postgres://u:hunter2@db/x".to_string());
         let shown = format!("{config:?}");
-        assert!(!shown.contains("secret"), "{shown}");
-        assert!(shown.contains("postgres://<redacted>"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("@db"), "{shown}");
     }
 }

@@ -1,28 +1,10 @@
 //! The one error type of project-service and its mapping to gRPC statuses.
 
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic::Status;
 
-/// A request field that failed validation: which field (camelCase, as the JSON API names it) and
-/// what to fix.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {field}: {message}")]
-pub struct Invalid {
-    /// The field, as the gateway's JSON API names it (`name`, `path`, `pageToken`, …).
-    pub field: &'static str,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
-
-impl Invalid {
-    /// A violation of `field`.
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field,
-            message: message.into(),
-        }
-    }
-}
+pub use service_runtime::db::DbContext;
+use service_runtime::db::DbFailure;
+pub use service_runtime::invalid::Invalid;
 
 /// Everything a project-service call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -80,11 +62,7 @@ impl From<Error> for Status {
     fn from(error: Error) -> Self {
         let message = error.to_string();
         match error {
-            Error::Invalid(invalid) => Status::with_error_details(
-                Code::InvalidArgument,
-                message,
-                ErrorDetails::with_bad_request_violation(invalid.field, invalid.message),
-            ),
+            Error::Invalid(invalid) => invalid.into(),
             Error::ProjectNotFound | Error::FileNotFound => Status::not_found(message),
             Error::VersionConflict { .. } => Status::aborted(message),
             Error::TooManyFiles { .. } | Error::ProjectTooLarge { .. } => {
@@ -99,29 +77,20 @@ impl From<Error> for Status {
     }
 }
 
-/// Adds what was being done to a database error, turning it into [`Error::DatabaseUnavailable`]
-/// when the database could not be reached, else [`Error::Internal`].
-pub(crate) trait DbContext<T> {
-    /// `context` names the operation, e.g. "insert project".
-    fn db(self, context: &'static str) -> Result<T>;
-}
-
-impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
-    fn db(self, context: &'static str) -> Result<T> {
-        self.map_err(|e| {
-            let unreachable = service_runtime::db::unreachable(&e);
-            let cause = anyhow::Error::new(e).context(context);
-            if unreachable {
-                Error::DatabaseUnavailable(cause)
-            } else {
-                Error::Internal(cause)
-            }
-        })
+impl From<DbFailure> for Error {
+    fn from(failure: DbFailure) -> Self {
+        match failure {
+            DbFailure::Unavailable(cause) => Error::DatabaseUnavailable(cause),
+            DbFailure::Internal(cause) => Error::Internal(cause),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use tonic::Code;
+    use tonic_types::StatusExt;
+
     use super::*;
 
     #[test]
@@ -138,10 +107,11 @@ mod tests {
 
     #[test]
     fn an_unreachable_database_is_unavailable_and_other_failures_internal() {
-        let refused: Result<()> = Err(sqlx::Error::Io(std::io::Error::from(
+        let refused: Result<()> = Err::<(), sqlx::Error>(sqlx::Error::Io(std::io::Error::from(
             std::io::ErrorKind::ConnectionRefused,
         )))
-        .db("insert project");
+        .db("insert project")
+        .map_err(Error::from);
         let status = Status::from(refused.unwrap_err());
         assert_eq!(status.code(), Code::Unavailable);
         assert!(
@@ -149,12 +119,16 @@ mod tests {
             "{}",
             status.message()
         );
-        let timed_out: Result<()> = Err(sqlx::Error::PoolTimedOut).db("select project");
+        let timed_out: Result<()> = Err::<(), sqlx::Error>(sqlx::Error::PoolTimedOut)
+            .db("select project")
+            .map_err(Error::from);
         assert_eq!(
             Status::from(timed_out.unwrap_err()).code(),
             Code::Unavailable
         );
-        let other: Result<()> = Err(sqlx::Error::RowNotFound).db("select project");
+        let other: Result<()> = Err::<(), sqlx::Error>(sqlx::Error::RowNotFound)
+            .db("select project")
+            .map_err(Error::from);
         assert_eq!(Status::from(other.unwrap_err()).code(), Code::Internal);
     }
 

@@ -6,7 +6,6 @@
 
 mod config;
 mod error;
-mod page_token;
 mod service;
 mod store;
 mod validated;
@@ -37,7 +36,11 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let db = Database::connect(&config.database_url, config.db_max_connections).await?;
+    let db = Database::connect(
+        secrecy::ExposeSecret::expose_secret(&config.database_url),
+        config.db_max_connections,
+    )
+    .await?;
     service_runtime::metrics::observe_pool("project", db.pool.clone());
     db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
     tracing::info!(backend = ?db.backend, "project database ready");

@@ -7,7 +7,7 @@ use service_runtime::grpc::caller;
 use tonic::{Request, Response, Status};
 
 use crate::error::{Error, Result};
-use crate::page_token::Cursor;
+use crate::store::PROJECT_PAGES;
 use crate::store::{
     FileRecord, NewProject, ProjectChanges, ProjectQuota, ProjectRecord, ProjectStore,
 };
@@ -85,7 +85,11 @@ impl ProjectService for ProjectApi {
         let size = PageSize::parse(req.page_size).map_err(Error::from)?;
         let after = match req.page_token.as_str() {
             "" => None,
-            token => Some(Cursor::decode(&owner, token).map_err(Error::from)?),
+            token => Some(
+                PROJECT_PAGES
+                    .decode(token, &[&owner])
+                    .map_err(Error::from)?,
+            ),
         };
         let page = self
             .store
@@ -95,7 +99,7 @@ impl ProjectService for ProjectApi {
             projects: page.projects.into_iter().map(Into::into).collect(),
             next_page_token: page
                 .next
-                .map(|cursor| cursor.encode(&owner))
+                .map(|cursor| PROJECT_PAGES.encode(&cursor, &[&owner]))
                 .unwrap_or_default(),
         }))
     }

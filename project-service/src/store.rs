@@ -11,11 +11,14 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::error::{DbContext, Error, Result};
-use crate::page_token::Cursor;
+
+/// Page tokens of `ListProjects`, bound to the caller.
+pub const PROJECT_PAGES: PageTokens = PageTokens::new("autocrea.project.v1.projects");
 use crate::validated::{
     Description, ExpectedVersion, FileContent, FilePath, PageSize, ProjectId, ProjectName,
     TechLabel,
 };
+use service_runtime::page_token::{Cursor, PageTokens};
 
 const PROJECT_COLUMNS: &str = "id, owner_id, name, description, language, framework, \
      created_at_ms, updated_at_ms, version, file_count, total_size";
@@ -166,7 +169,7 @@ impl ProjectStore {
         .await
         .db("select project")?
         .ok_or(Error::ProjectNotFound)?;
-        project_from_row(&row).db("decode project")
+        Ok(project_from_row(&row).db("decode project")?)
     }
 
     /// Up to `size` projects of `owner`, newest first, starting after `after`.
@@ -253,7 +256,7 @@ impl ProjectStore {
         .await
         .db("update project")?;
         match row {
-            Some(row) => project_from_row(&row).db("decode project"),
+            Some(row) => Ok(project_from_row(&row).db("decode project")?),
             None => {
                 // Either the project is gone (or not the caller's) or its version moved on.
                 let current = self.get_project(owner, id).await?;
@@ -412,7 +415,7 @@ impl ProjectStore {
         .await
         .db("select file")?
         .ok_or(Error::FileNotFound)?;
-        file_from_row(&row, true).db("decode file")
+        Ok(file_from_row(&row, true).db("decode file")?)
     }
 
     /// The files of project `id` of `owner`, ordered by path (byte-wise).
@@ -435,10 +438,11 @@ impl ProjectStore {
             .fetch_all(self.db.traced())
             .await
             .db("list files")?;
-        rows.iter()
+        Ok(rows
+            .iter()
             .map(|row| file_from_row(row, include_content))
             .collect::<Result<Vec<_>, _>>()
-            .db("decode file")
+            .db("decode file")?)
     }
 
     /// Deletes the file at `path` in project `id` of `owner`.
@@ -468,7 +472,7 @@ impl ProjectStore {
     }
 
     async fn begin(&self) -> Result<TracedTransaction> {
-        self.db.begin().await.db("begin transaction")
+        Ok(self.db.begin().await.db("begin transaction")?)
     }
 
     /// Checks ownership and serialises writers of the project's files: the UPDATE takes the

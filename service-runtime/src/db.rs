@@ -109,6 +109,48 @@ pub fn unreachable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// A failed database operation, classified, with what was being done as context. Each service
+/// maps it into its own error: [`DbFailure::Unavailable`] to UNAVAILABLE ("try again"),
+/// [`DbFailure::Internal`] to an internal error whose cause is logged and never shown.
+#[derive(Debug)]
+pub enum DbFailure {
+    /// The database could not be reached (see [`unreachable`]).
+    Unavailable(anyhow::Error),
+    /// A statement failed or a row could not be read.
+    Internal(anyhow::Error),
+}
+
+/// Adds what was being done to a database error and classifies it as a [`DbFailure`], which `?`
+/// turns into the caller's own error.
+pub trait DbContext<T> {
+    /// `context` names the operation, e.g. "insert project".
+    fn db(self, context: &'static str) -> Result<T, DbFailure>;
+}
+
+impl<T> DbContext<T> for Result<T, sqlx::Error> {
+    fn db(self, context: &'static str) -> Result<T, DbFailure> {
+        self.map_err(|e| {
+            let unavailable = unreachable(&e);
+            let cause = anyhow::Error::new(e).context(context);
+            if unavailable {
+                DbFailure::Unavailable(cause)
+            } else {
+                DbFailure::Internal(cause)
+            }
+        })
+    }
+}
+
+/// A service's database URL: `DATABASE_URL`, or the SQLite file `file` under `DATA_DIR`
+/// (default `./data`) when it is unset. A URL may hold a password, so it is a secret.
+pub fn url_from_env(file: &str) -> secrecy::SecretString {
+    let url = crate::config::optional("DATABASE_URL").unwrap_or_else(|| {
+        let dir = crate::config::optional("DATA_DIR").unwrap_or_else(|| "./data".into());
+        sqlite_url(Path::new(&dir), file)
+    });
+    secrecy::SecretString::from(url)
+}
+
 /// The SQLite URL of `file` under `data_dir`, created on first use.
 pub fn sqlite_url(data_dir: &Path, file: &str) -> String {
     format!("sqlite://{}?mode=rwc", data_dir.join(file).display())

@@ -1,12 +1,15 @@
 //! What every AutoCrea service shares, and nothing else: telemetry set-up, configuration from the
-//! environment, graceful shutdown, gRPC serving and client channels, Prometheus metrics, caller identity in gRPC
-//! metadata, and SQL pools with embedded migrations on SQLite or PostgreSQL.
+//! environment, graceful shutdown, gRPC serving and client channels, Prometheus metrics, caller
+//! identity in gRPC metadata, SQL pools with embedded migrations on SQLite or PostgreSQL and the
+//! classification of their failures, field validation errors, and page tokens.
 
 pub mod config;
 pub mod db;
 pub mod grpc;
 pub mod grpc_observe;
+pub mod invalid;
 pub mod metrics;
+pub mod page_token;
 pub mod shutdown;
 #[cfg(any(test, feature = "testing"))]
 pub mod span_recorder;
