@@ -19,11 +19,11 @@ pub mod clock;
 pub mod code;
 pub mod config;
 pub mod error;
-pub mod grpc;
 pub mod language;
 pub mod ledger;
 pub mod metrics;
 pub mod provider;
+pub mod service;
 pub mod task;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -68,11 +68,11 @@ pub async fn run(
         config.limits,
         config.monthly_token_budget,
     ));
-    let service = AiServiceServer::new(grpc::AiGrpc::new(assistant))
+    let service = AiServiceServer::new(service::AiApi::new(assistant))
         .max_decoding_message_size(service_runtime::grpc::MAX_MESSAGE_SIZE);
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
-        .set_serving::<AiServiceServer<grpc::AiGrpc>>()
+        .set_serving::<AiServiceServer<service::AiApi>>()
         .await;
     let routes = tonic::service::Routes::new(health).add_service(service);
     service_runtime::grpc::serve(listener, routes, shutdown).await?;

@@ -21,95 +21,27 @@ pub mod protocol;
 pub mod request;
 pub mod runner;
 pub mod sandbox;
+pub mod service;
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autocrea_proto::sandbox::v1::sandbox_service_server::{SandboxService, SandboxServiceServer};
-use autocrea_proto::sandbox::v1::{
-    ExecuteEvent, ExecuteRequest, ExecuteResponse, ListLanguagesRequest, ListLanguagesResponse,
-    execute_event,
-};
-use futures::{Stream, StreamExt};
+use autocrea_proto::sandbox::v1::sandbox_service_server::SandboxServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
 
 pub use config::{Config, Limits, RequestLimits};
 pub use error::{Error, Result};
 
-use request::RunSpec;
-use sandbox::{RunEvent, Sandbox};
+use sandbox::Sandbox;
+use service::SandboxApi;
 
 /// How long the first engine check may delay start-up.
 const FIRST_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Interval of engine checks while the engine is unavailable, and while it is available.
 const PROBE_INTERVAL_DOWN: Duration = Duration::from_secs(5);
 const PROBE_INTERVAL_UP: Duration = Duration::from_secs(30);
-
-/// The gRPC face of the sandbox.
-#[derive(Debug, Clone)]
-pub struct SandboxApi {
-    sandbox: Arc<Sandbox>,
-    config: Arc<Config>,
-}
-
-type EventStream = Pin<Box<dyn Stream<Item = Result<ExecuteEvent, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl SandboxService for SandboxApi {
-    async fn execute(
-        &self,
-        request: Request<ExecuteRequest>,
-    ) -> Result<Response<ExecuteResponse>, Status> {
-        service_runtime::grpc::caller(&request)?;
-        let spec = RunSpec::parse(request.into_inner(), &self.config)?;
-        let mut events = self.sandbox.start(spec, false)?;
-        while let Some(event) = events.recv().await {
-            match event {
-                RunEvent::Done(response) => return Ok(Response::new(response)),
-                RunEvent::Failed(e) => return Err(e.into()),
-                RunEvent::Stdout(_) | RunEvent::Stderr(_) => {}
-            }
-        }
-        Err(service_runtime::grpc::internal(anyhow::anyhow!(
-            "run ended without a result"
-        )))
-    }
-
-    type ExecuteStreamStream = EventStream;
-
-    async fn execute_stream(
-        &self,
-        request: Request<ExecuteRequest>,
-    ) -> Result<Response<Self::ExecuteStreamStream>, Status> {
-        service_runtime::grpc::caller(&request)?;
-        let spec = RunSpec::parse(request.into_inner(), &self.config)?;
-        let events = self.sandbox.start(spec, true)?;
-        let stream = tokio_stream::wrappers::ReceiverStream::new(events).map(|event| {
-            let event = match event {
-                RunEvent::Stdout(text) => execute_event::Event::Stdout(text),
-                RunEvent::Stderr(text) => execute_event::Event::Stderr(text),
-                RunEvent::Done(response) => execute_event::Event::Result(response),
-                RunEvent::Failed(e) => return Err(Status::from(e)),
-            };
-            Ok(ExecuteEvent { event: Some(event) })
-        });
-        Ok(Response::new(Box::pin(stream)))
-    }
-
-    async fn list_languages(
-        &self,
-        request: Request<ListLanguagesRequest>,
-    ) -> Result<Response<ListLanguagesResponse>, Status> {
-        service_runtime::grpc::caller(&request)?;
-        Ok(Response::new(ListLanguagesResponse {
-            languages: self.sandbox.languages(),
-        }))
-    }
-}
 
 /// Serves sandbox-service on `listener` until `shutdown` resolves, then waits for running runs
 /// and removes every container of this instance.

@@ -23,11 +23,11 @@ pub const CACHE: &str = "x-cache";
 
 /// The gRPC face of [`Assistant`].
 #[derive(Debug, Clone)]
-pub struct AiGrpc {
+pub struct AiApi {
     assistant: Arc<Assistant>,
 }
 
-impl AiGrpc {
+impl AiApi {
     /// Serves `assistant`.
     pub fn new(assistant: Arc<Assistant>) -> Self {
         Self { assistant }
@@ -136,7 +136,7 @@ fn period(usage: PeriodUsage) -> pb::UsagePeriod {
 
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-impl AiGrpc {
+impl AiApi {
     async fn unary(&self, user: &str, task: &Task) -> Result<Answer, Status> {
         Ok(self.assistant.answer(user, task).await?)
     }
@@ -158,7 +158,7 @@ impl AiGrpc {
 }
 
 #[tonic::async_trait]
-impl AiService for AiGrpc {
+impl AiService for AiApi {
     async fn generate(
         &self,
         request: Request<pb::GenerateRequest>,
