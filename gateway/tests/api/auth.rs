@@ -11,8 +11,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use gateway::config::AuthConfig;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey};
-use rsa::traits::PublicKeyParts;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -28,15 +26,11 @@ struct Keys {
     ec_jwk: Value,
 }
 
+/// The RS256 test key pair is a fixed fixture (`fixtures/README.md`); the ES256 one is made per
+/// run (ring makes it in microseconds).
 fn keys() -> Keys {
-    let mut rng = rsa::rand_core::OsRng;
-    let rsa_key = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
-    let public = rsa_key.to_public_key();
-    let rsa_jwk = json!({
-        "kid": "rsa-1", "kty": "RSA", "alg": "RS256", "use": "sig",
-        "n": B64URL.encode(public.n().to_bytes_be()),
-        "e": B64URL.encode(public.e().to_bytes_be()),
-    });
+    let rsa_jwk: Value =
+        serde_json::from_str(include_str!("fixtures/test-rsa-public.jwk.json")).unwrap();
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
     let pair =
@@ -48,11 +42,8 @@ fn keys() -> Keys {
         "y": B64URL.encode(&point[33..65]),
     });
     Keys {
-        rsa_pem: rsa_key
-            .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
-            .unwrap()
-            .to_string(),
-        rsa_public_pem: public.to_pkcs1_pem(rsa::pkcs1::LineEnding::LF).unwrap(),
+        rsa_pem: include_str!("fixtures/test-rsa-private.pem").to_string(),
+        rsa_public_pem: include_str!("fixtures/test-rsa-public.pem").to_string(),
         rsa_jwk,
         ec_der: pkcs8.as_ref().to_vec(),
         ec_jwk,
