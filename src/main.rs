@@ -3,7 +3,8 @@
 //! own loopback port; SQLite files live under `DATA_DIR` (default `./data`).
 //!
 //! With no authentication configured it creates a development HS256 secret (kept in
-//! `DATA_DIR/dev-secret` so tokens survive restarts) and prints a token to use with curl.
+//! `DATA_DIR/dev-secret` so tokens survive restarts) and prints a token to use with curl;
+//! `autocrea token [--user ID] [--ttl-secs N]` prints another one.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,16 +19,23 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-const DEV_USER: &str = "dev-user";
+const DEV_USER: &str = gateway::dev_token::DEFAULT_USER;
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Origins allowed to call the quick start from a browser when `CORS_ALLOWED_ORIGINS` is unset.
 const LOCAL_FRONTEND_ORIGINS: [&str; 2] = ["http://localhost:3000", "http://127.0.0.1:3000"];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let data_dir = PathBuf::from(optional("DATA_DIR").unwrap_or_else(|| "data".into()));
+    // `autocrea token [--user ID] [--ttl-secs N]`: a development token for this data directory.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("token") {
+        let file = data_dir.join("dev-secret");
+        println!("{}", gateway::dev_token::command(&args[1..], Some(&file))?);
+        return Ok(());
+    }
     // One process, one registry: the gateway's /metrics shows every service.
     let _telemetry = service_runtime::telemetry::init("autocrea")?;
-    let data_dir = PathBuf::from(optional("DATA_DIR").unwrap_or_else(|| "data".into()));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create DATA_DIR {}", data_dir.display()))?;
 

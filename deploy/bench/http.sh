@@ -43,17 +43,7 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-token=$(python3 - "$secret" <<'PY'
-import base64, hashlib, hmac, json, sys, time
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
-header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-now = int(time.time())
-claims = b64(json.dumps({"sub": "bench-user", "iat": now, "exp": now + 3600}).encode())
-signing = header + b"." + claims
-sig = b64(hmac.new(sys.argv[1].encode(), signing, hashlib.sha256).digest())
-print((signing + b"." + sig).decode())
-PY
-)
+token=$(AUTH_HS256_SECRET=$secret target/release/gateway token --user bench-user)
 project=$(curl -fs -X POST "http://127.0.0.1:$GATEWAY_PORT/api/projects" \
     -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
     -d '{"name":"bench","language":"typescript"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')

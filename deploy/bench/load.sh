@@ -158,7 +158,7 @@ peaks() {
 # ---- the stack ---------------------------------------------------------------------------------
 
 secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-token=$("$LOAD" token "$secret" "$BENCH_USER")
+token=$(AUTH_HS256_SECRET=$secret target/release/gateway token --user "$BENCH_USER")
 
 start provider "$LOAD" provider
 for _ in $(seq 1 100); do grep -q '^PROVIDER_KEY=' "$work/provider.log" && break; sleep 0.1; done
@@ -459,7 +459,7 @@ fi
         echo
         echo "Each run takes a warm container from the pool (interpreter already started), and the"
         echo "pool refills and removes containers in the background on the same two cores: the Docker"
-        echo "engine, not the gateway, sets the saturation figure (see sandbox-service/BENCHMARK.md)."
+        echo "engine, not the gateway, sets the saturation figure (see docs/benchmarks/sandbox.md)."
         echo "Container memory is not counted below."
         echo
         header

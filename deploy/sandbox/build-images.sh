@@ -68,6 +68,7 @@ build_local_base() {
     trap 'rm -rf "$work"' RETURN
     log "creating $LOCAL_BASE with mmdebstrap from $sources (a few minutes)"
     # Docs, man pages and locales are of no use to a sandbox and make the image larger.
+    # shellcheck disable=SC2016 # the hook's $1 is the chroot, expanded by mmdebstrap
     as_root mmdebstrap --variant=minbase --include=python3,nodejs \
         --dpkgopt='path-exclude=/usr/share/doc/*' \
         --dpkgopt='path-exclude=/usr/share/man/*' \

@@ -37,8 +37,8 @@ else
 fi
 
 # The delivery scripts (other scripts belong to their owners' checks).
-scripts=(deploy/images/*.sh deploy/images/*/*.sh deploy/compose/*/*.sh deploy/scripts/tools.sh
-    deploy/scripts/lint.sh deploy/scripts/validate-k8s.sh deploy/scripts/compose-e2e.sh)
+scripts=(deploy/*.sh deploy/images/*.sh deploy/images/*/*.sh deploy/compose/*/*.sh deploy/scripts/*.sh
+    deploy/bench/*.sh deploy/sandbox/*.sh .ci/run)
 if "$TOOLS_BIN/shellcheck" -x "${scripts[@]}"; then
     log "shellcheck: ${#scripts[@]} delivery scripts clean"
 else

@@ -1,11 +1,10 @@
 //! The load client of `deploy/bench/load.sh`: an open-loop fixed-rate HTTP client, the direct
-//! gRPC baseline against project-service, and the helpers the script needs (a fake AI provider
-//! process and a development token). Saturation runs over HTTP use `wrk`; this client covers
+//! gRPC baseline against project-service, and the fake AI provider process the script needs
+//! (development tokens come from `gateway token`). Saturation runs over HTTP use `wrk`; this client covers
 //! what `wrk` cannot: a fixed request rate with every request timed from when it was *due*
 //! (a stalled server shows up as latency, not as fewer requests), and gRPC.
 //!
 //! ```text
-//! load token SECRET USER                     # prints an HS256 development token
 //! load provider                              # fake Anthropic provider; prints PROVIDER_URL / PROVIDER_KEY
 //! load http --url URL [--method POST] [--body '{"name":"p{n}"}'] [--token T] --rate 2000 --secs 5
 //! load grpc-get --url http://127.0.0.1:PORT --user U --id PROJECT (--rate R | --concurrency C) --secs 5
@@ -40,18 +39,10 @@ fn main() -> anyhow::Result<()> {
     let command = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     match command.as_str() {
-        "token" => {
-            let [secret, user] = rest.as_slice() else {
-                anyhow::bail!("usage: load token SECRET USER");
-            };
-            let token = gateway::auth::issue_dev_token(secret, user, Duration::from_secs(3600))?;
-            println!("{token}");
-            Ok(())
-        }
         "provider" => provider(),
         "http" => http(&flags(&rest)?),
         "grpc-get" => grpc_get(&flags(&rest)?),
-        _ => anyhow::bail!("usage: load token|provider|http|grpc-get [--flag value]…"),
+        _ => anyhow::bail!("usage: load provider|http|grpc-get [--flag value]…"),
     }
 }
 

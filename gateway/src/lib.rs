@@ -12,6 +12,7 @@ pub mod auth;
 pub mod client_ip;
 pub mod config;
 pub mod cors;
+pub mod dev_token;
 pub mod downstream;
 pub mod guard;
 pub mod keys;

@@ -4,8 +4,8 @@
 //! gateway is given, with a warm pool through the gateway's `POST /api/sandbox/execute`; for
 //! JavaScript and Python at concurrency 1 and 4. Prints a Markdown table.
 //!
-//! Run with `bash sandbox-service/bench.sh` (release build, starts the gateway, writes
-//! BENCHMARK.md), or `cargo run --release -p sandbox-service --example bench -- [runs per cell]`.
+//! Run with `bash deploy/bench/sandbox.sh` (release build, starts the gateway, writes
+//! docs/benchmarks/sandbox.md), or `cargo run --release -p sandbox-service --example bench -- [runs per cell]`.
 //! Gateway cells need `BENCH_GATEWAY_URL`, `BENCH_TOKEN` and `BENCH_GATEWAY_INSTANCE` (the
 //! `SANDBOX_INSTANCE` of the sandbox-service behind that gateway, whose pool is watched).
 

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Benchmarks sandbox-service against a plain `docker run --rm`, with and without warm pools, and
-# through the gateway; writes BENCHMARK.md.
+# through the gateway; writes docs/benchmarks/sandbox.md.
 #
-#   bash sandbox-service/bench.sh          # 40 runs per cell
-#   RUNS=100 bash sandbox-service/bench.sh
-#   PROFILE=debug bash sandbox-service/bench.sh   # debug build (when a release build is out of reach)
-#   BENCH_LOG=/tmp/bench.log bash sandbox-service/bench.sh   # keep the example's stderr (failed runs)
+#   bash deploy/bench/sandbox.sh          # 40 runs per cell
+#   RUNS=100 bash deploy/bench/sandbox.sh
+#   PROFILE=debug bash deploy/bench/sandbox.sh   # debug build (when a release build is out of reach)
+#   BENCH_LOG=/tmp/bench.log bash deploy/bench/sandbox.sh   # keep the example's stderr (failed runs)
 #
 # The gateway cells use the release binaries of sandbox-service and the gateway on loopback, a
 # development token (HS256), rate limiting off, logs at warn.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 RUNS=${RUNS:-40}
 GATEWAY_PORT=${GATEWAY_PORT:-18480}
 SANDBOX_PORT=${SANDBOX_PORT:-18454}
@@ -64,17 +64,7 @@ for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$GATEWAY_PORT/health" >/dev/null && break
     sleep 0.1
 done
-token=$(python3 - "$secret" <<'PY'
-import base64, hashlib, hmac, json, sys, time
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
-header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-now = int(time.time())
-claims = b64(json.dumps({"sub": "bench-user", "iat": now, "exp": now + 3600}).encode())
-signing = header + b"." + claims
-sig = b64(hmac.new(sys.argv[1].encode(), signing, hashlib.sha256).digest())
-print((signing + b"." + sig).decode())
-PY
-)
+token=$(AUTH_HS256_SECRET=$secret "$bin/gateway" token --user bench-user)
 gateway_rows=$(RUST_LOG=warn BENCH_ONLY=gateway BENCH_GATEWAY_URL=http://127.0.0.1:$GATEWAY_PORT \
     BENCH_TOKEN=$token BENCH_GATEWAY_INSTANCE=bench-gateway BENCH_GATEWAY_POOL=$POOL \
     "$bin/examples/bench" "$RUNS" 2>>"${BENCH_LOG:-/dev/null}" | grep "^| gateway")
@@ -106,7 +96,7 @@ after=$(machine | grep 'load average')
     echo "clients. p50/p95 are per-run latencies; runs/s is runs divided by the cell's wall time."
     echo "Every container has 0.5 CPU."
     echo
-    echo "Command: \`RUNS=$RUNS bash sandbox-service/bench.sh\` ($(date -u +%Y-%m-%d), $PROFILE build)"
+    echo "Command: \`RUNS=$RUNS bash deploy/bench/sandbox.sh\` ($(date -u +%Y-%m-%d), $PROFILE build)"
     echo
     echo "$table"
     echo
@@ -116,6 +106,6 @@ after=$(machine | grep 'load average')
     echo "$before"
     echo "at the end: $after"
     echo '```'
-} > sandbox-service/BENCHMARK.md.new
-mv sandbox-service/BENCHMARK.md.new sandbox-service/BENCHMARK.md
-cat sandbox-service/BENCHMARK.md
+} > docs/benchmarks/sandbox.md.new
+mv docs/benchmarks/sandbox.md.new docs/benchmarks/sandbox.md
+cat docs/benchmarks/sandbox.md
