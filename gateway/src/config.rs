@@ -32,6 +32,8 @@ pub struct Config {
     pub database_url: SecretString,
     /// Connections in the database pool (`GATEWAY_DB_MAX_CONNECTIONS`, default 10).
     pub db_max_connections: u32,
+    /// Event streams: write timeout and open streams per user (`SSE_*`).
+    pub streams: crate::sse::StreamLimits,
 }
 
 /// gRPC addresses of the services behind the gateway.
@@ -140,6 +142,7 @@ impl Config {
                 "gateway.db",
             )),
             db_max_connections: 10,
+            streams: crate::sse::StreamLimits::default(),
         }
     }
 
@@ -188,6 +191,17 @@ impl Config {
                 service_runtime::db::sqlite_url(std::path::Path::new(&dir), "gateway.db")
             })),
             db_max_connections: parse_or("GATEWAY_DB_MAX_CONNECTIONS", 10)?,
+            streams: crate::sse::StreamLimits {
+                write_timeout: Duration::from_secs(
+                    parse_or(
+                        "SSE_WRITE_TIMEOUT_SECS",
+                        crate::sse::DEFAULT_WRITE_TIMEOUT_SECS,
+                    )?
+                    .get(),
+                ),
+                max_per_user: parse_or("SSE_MAX_STREAMS_PER_USER", defaults.streams.max_per_user)?,
+                ..defaults.streams
+            },
         };
         config.auth.validate()?;
         Ok(config)

@@ -19,6 +19,8 @@ pub struct AppState {
     pub downstream: Downstreams,
     /// Personal API keys.
     pub keys: ApiKeyStore,
+    /// Event streams open now, per user, and their limits.
+    pub streams: crate::sse::OpenStreams,
 }
 
 impl AppState {
@@ -32,6 +34,7 @@ impl AppState {
             auth: Authenticator::new(&config.auth, http),
             limiter: RateLimiter::new(&config.limits)?,
             downstream: Downstreams::new(&config.services, config.grpc)?,
+            streams: crate::sse::OpenStreams::new(config.streams.clone()),
             keys: ApiKeyStore::connect(
                 secrecy::ExposeSecret::expose_secret(&config.database_url),
                 config.db_max_connections,
