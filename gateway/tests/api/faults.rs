@@ -800,7 +800,9 @@ impl AiFaultStack {
         };
         provider.timeouts = Timeouts {
             connect: Duration::from_secs(2),
-            first_byte: Duration::from_secs(5),
+            // The fake renders a whole 8 MiB answer before its first byte: seconds when the two
+            // cores are also pushing other such streams and running a busy neighbour.
+            first_byte: Duration::from_secs(20),
             total: Duration::from_secs(60),
         };
         let (database_url, data) = fresh_sqlite_url();
