@@ -14,9 +14,9 @@ use crate::helpers::*;
 use fake_provider::*;
 
 /// A fake provider, ai-service on SQLite in front of it, and a gateway in front of that.
-struct AiStack {
-    fake: FakeProvider,
-    gateway: Gateway,
+pub(crate) struct AiStack {
+    pub(crate) fake: FakeProvider,
+    pub(crate) gateway: Gateway,
     _ai: Server,
     _data: TempDir,
 }
@@ -37,7 +37,7 @@ fn fast(mut provider: ProviderConfig) -> ProviderConfig {
     provider
 }
 
-fn anthropic(fake: &FakeProvider) -> Option<ProviderConfig> {
+pub(crate) fn anthropic(fake: &FakeProvider) -> Option<ProviderConfig> {
     Some(fast(ProviderConfig::anthropic(fake.url(), KEY)))
 }
 
@@ -53,7 +53,7 @@ impl AiStack {
         Self::start_with(provider, |_| {}, |_| {}).await
     }
 
-    async fn start_with(
+    pub(crate) async fn start_with(
         provider: fn(&FakeProvider) -> Option<ProviderConfig>,
         adjust_ai: impl FnOnce(&mut ai_service::Config),
         adjust_gateway: impl FnOnce(&mut Config),
@@ -107,7 +107,7 @@ impl AiStack {
     }
 }
 
-fn generate_body(prompt: &str) -> Value {
+pub(crate) fn generate_body(prompt: &str) -> Value {
     json!({"prompt": prompt, "language": "python"})
 }
 

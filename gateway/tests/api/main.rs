@@ -13,3 +13,4 @@ mod limits;
 mod observability;
 mod projects;
 mod sandbox;
+mod streams;
