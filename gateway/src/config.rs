@@ -34,6 +34,8 @@ pub struct Config {
     pub db_max_connections: u32,
     /// What browsers and proxies in front of the gateway see and send.
     pub edge: EdgeConfig,
+    /// Event streams: write timeout and open streams per user (`SSE_*`).
+    pub streams: crate::sse::StreamLimits,
 }
 
 /// The browser-facing edge: cross-origin access, security headers, proxies in front, header
@@ -326,6 +328,7 @@ impl Config {
             )),
             db_max_connections: 10,
             edge: EdgeConfig::default(),
+            streams: crate::sse::StreamLimits::default(),
         }
     }
 
@@ -372,6 +375,17 @@ impl Config {
             database_url: service_runtime::db::url_from_env("gateway.db"),
             db_max_connections: parse_or("GATEWAY_DB_MAX_CONNECTIONS", 10)?,
             edge: EdgeConfig::from_env()?,
+            streams: crate::sse::StreamLimits {
+                write_timeout: Duration::from_secs(
+                    parse_or(
+                        "SSE_WRITE_TIMEOUT_SECS",
+                        crate::sse::DEFAULT_WRITE_TIMEOUT_SECS,
+                    )?
+                    .get(),
+                ),
+                max_per_user: parse_or("SSE_MAX_STREAMS_PER_USER", defaults.streams.max_per_user)?,
+                ..defaults.streams
+            },
         };
         config.auth.validate()?;
         Ok(config)

@@ -22,6 +22,8 @@ pub struct AppState {
     pub keys: ApiKeyStore,
     /// Who the client is behind trusted proxies.
     pub client_ip: ClientIpResolver,
+    /// Event streams open now, per user, and their limits.
+    pub streams: crate::sse::OpenStreams,
 }
 
 impl AppState {
@@ -35,6 +37,7 @@ impl AppState {
             auth: Authenticator::new(&config.auth, http),
             limiter: RateLimiter::new(&config.limits)?,
             downstream: Downstreams::new(&config.services, config.grpc)?,
+            streams: crate::sse::OpenStreams::new(config.streams.clone()),
             keys: ApiKeyStore::connect(
                 secrecy::ExposeSecret::expose_secret(&config.database_url),
                 config.db_max_connections,

@@ -7,14 +7,13 @@
 //! ai-service), and `X-Cache: hit|miss` when ai-service said whether its prompt cache answered.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError, get, post, web};
 use autocrea_proto::ai::v1 as pb;
 use bytes::Bytes;
-use futures::Stream;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
@@ -29,10 +28,6 @@ const SERVICE: &str = "ai-service";
 const PROVIDER_MS: &str = "x-provider-ms";
 /// Metadata from ai-service: `hit` or `miss` of the prompt cache.
 const CACHE: &str = "x-cache";
-/// How often an idle stream sends an SSE comment. It keeps proxies from timing the stream out,
-/// and a write is what reveals a client that went away, which drops the gRPC stream and so
-/// cancels the provider call.
-const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// This module's part of the OpenAPI document.
 #[derive(OpenApi)]
@@ -593,73 +588,69 @@ enum Frame {
     Error(pb::StreamError),
 }
 
-/// The SSE body of a gRPC stream: `delta` events as tokens arrive, then one `done` or `error`.
-/// Dropping it (actix does when the client goes away) drops the gRPC stream, which resets it
-/// and makes ai-service cancel the provider call.
-fn sse_body<T: Send + 'static>(
-    mut stream: tonic::Streaming<T>,
+/// What one outcome of an AI gRPC stream sends: `delta` events as tokens arrive, then one
+/// `done` or `error`. A stream that ends or breaks without its final event (ai-service went
+/// away) ends with an `interrupted` error rather than leave the client guessing whether the
+/// answer is complete.
+fn ai_step<T>(
     frame: fn(T) -> Option<Frame>,
-) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
-    async_stream::stream! {
-        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
-        loop {
-            let next = tokio::select! {
-                next = stream.message() => next,
-                _ = heartbeat.tick() => {
-                    yield Ok(Bytes::from_static(b": keep-alive\n\n"));
-                    continue;
-                }
-            };
-            match next {
-                Ok(Some(message)) => match frame(message) {
-                    Some(Frame::Delta(text)) => yield Ok(sse::event("delta", &DeltaEvent { text })),
-                    Some(Frame::Done(bytes)) => {
-                        yield Ok(bytes);
-                        return;
-                    }
-                    Some(Frame::Error(e)) => {
-                        yield Ok(sse::event("error", &StreamErrorEvent::from(e)));
-                        return;
-                    }
-                    None => {}
-                },
-                Ok(None) => break,
-                Err(status) => {
-                    tracing::warn!(code = ?status.code(), grpc_message = status.message(), "AI stream broke off");
-                    break;
-                }
+) -> impl FnMut(Result<Option<T>, tonic::Status>) -> sse::Step {
+    move |outcome| match outcome {
+        Ok(Some(message)) => match frame(message) {
+            Some(Frame::Delta(text)) => {
+                sse::Step::Continue(Some(sse::event("delta", &DeltaEvent { text })))
             }
+            Some(Frame::Done(bytes)) => sse::Step::Finish(Some(bytes)),
+            Some(Frame::Error(e)) => {
+                sse::Step::Finish(Some(sse::event("error", &StreamErrorEvent::from(e))))
+            }
+            None => sse::Step::Continue(None),
+        },
+        Ok(None) => sse::Step::Finish(Some(interrupted())),
+        Err(status) => {
+            tracing::warn!(code = ?status.code(), grpc_message = status.message(), "AI stream broke off");
+            sse::Step::Finish(Some(interrupted()))
         }
-        // The stream ended without its final event (ai-service went away): say so rather than
-        // leave the client guessing whether the answer is complete.
-        yield Ok(sse::event("error", &StreamErrorEvent {
+    }
+}
+
+fn interrupted() -> Bytes {
+    sse::event(
+        "error",
+        &StreamErrorEvent {
             kind: "interrupted".into(),
             message: "the AI stream ended before its final event; try again".into(),
             tokens_used: 0,
             input_tokens: 0,
             output_tokens: 0,
             partial_text: String::new(),
-        }));
-    }
+        },
+    )
 }
 
 /// Opens a stream and answers with its events, or with a problem when it fails before its
-/// first token.
-async fn streamed<T: Send + 'static>(
+/// first token. The caller's stream slot is taken before the call; closing the connection, or
+/// not reading for the write timeout, drops the gRPC stream, which resets it and makes
+/// ai-service cancel the provider call.
+async fn streamed<T: Send + 'static, C>(
+    state: &AppState,
+    caller: &Caller,
     timing: &Timing,
-    call: impl Future<Output = Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>>,
+    call: impl FnOnce() -> C,
     frame: fn(T) -> Option<Frame>,
-) -> HttpResponse {
-    match call.await {
+) -> HttpResponse
+where
+    C: Future<Output = Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>>,
+{
+    let slot = match state.streams.open(caller) {
+        Ok(slot) => slot,
+        Err(error) => return timing.error(&error),
+    };
+    match call().await {
         Ok(response) => {
             let mut builder = HttpResponse::Ok();
             timing.apply(&mut builder, response.metadata());
-            builder
-                .content_type("text/event-stream")
-                .insert_header((header::CACHE_CONTROL, "no-cache"))
-                // Tells nginx-style proxies not to buffer the stream.
-                .insert_header((HeaderName::from_static("x-accel-buffering"), "no"))
-                .streaming(sse_body(response.into_inner(), frame))
+            slot.respond(builder, response.into_inner(), ai_step(frame))
         }
         Err(status) => timing.error(&ai_error(&status)),
     }
@@ -720,8 +711,8 @@ pub async fn generate(
     };
     let mut client = state.downstream.ai.clone();
     if sse::wants_stream(&req) {
-        let call = client.generate_stream(request(&caller, message));
-        streamed(&timing, call, generate_frame).await
+        let call = || client.generate_stream(request(&caller, message));
+        streamed(&state, &caller, &timing, call, generate_frame).await
     } else {
         let call = client.generate(request(&caller, message));
         timing.unary(call, GenerateResult::from).await
@@ -934,8 +925,8 @@ pub async fn chat(
     };
     let mut client = state.downstream.ai.clone();
     if sse::wants_stream(&req) {
-        let call = client.chat_stream(request(&caller, message));
-        streamed(&timing, call, chat_frame).await
+        let call = || client.chat_stream(request(&caller, message));
+        streamed(&state, &caller, &timing, call, chat_frame).await
     } else {
         let call = client.chat(request(&caller, message));
         timing.unary(call, ChatResult::from).await

@@ -3,14 +3,12 @@
 //! back. Only the owner of a deployment sees or acts on it; to anyone else it does not exist.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderName};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use autocrea_proto::deploy::v1 as pb;
 use bytes::Bytes;
-use futures::Stream;
 use serde::{Deserialize, Serialize};
 use tonic_types::StatusExt;
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -25,10 +23,6 @@ use crate::state::AppState;
 const SERVICE: &str = "deploy-service";
 /// Header that makes `POST /api/deploy` safe to retry.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
-/// How often an idle event stream sends an SSE comment: it keeps proxies from closing a stream
-/// that waits on a long build, and a write is what reveals a client that went away (which drops
-/// the gRPC stream).
-const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// This module's part of the OpenAPI document.
 #[derive(OpenApi)]
@@ -400,6 +394,7 @@ pub async fn deployment_events(
     let message = pb::WatchDeploymentRequest {
         id: id.into_inner(),
     };
+    let slot = state.streams.open(&caller)?;
     let stream = state
         .downstream
         .deploy
@@ -408,12 +403,7 @@ pub async fn deployment_events(
         .await
         .map_err(grpc_error)?
         .into_inner();
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        // Tells nginx-style proxies not to buffer the stream.
-        .insert_header((HeaderName::from_static("x-accel-buffering"), "no"))
-        .streaming(event_stream(stream, after)))
+    Ok(slot.respond(HttpResponse::Ok(), stream, watch_step(after)))
 }
 
 /// One `deployment` event with its sequence as SSE `id`.
@@ -430,47 +420,35 @@ fn error_event(status: u16, detail: String) -> Bytes {
     )
 }
 
-/// The SSE body of a watch. Dropping it (actix does when the client goes away) drops the gRPC
-/// stream, which ends the watch in deploy-service.
-fn event_stream(
-    mut stream: tonic::Streaming<pb::DeploymentEvent>,
+/// What one outcome of a watch sends: `deployment` events after `after`, ending with the final
+/// one. Dropping the gRPC stream (the client went away or stopped reading) ends the watch in
+/// deploy-service.
+fn watch_step(
     after: i64,
-) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
-    async_stream::stream! {
-        let mut heartbeat =
-            tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
-        loop {
-            let next = tokio::select! {
-                next = stream.message() => next,
-                _ = heartbeat.tick() => {
-                    yield Ok(Bytes::from_static(b": keep-alive\n\n"));
-                    continue;
-                }
-            };
-            match next {
-                Ok(Some(event)) => {
-                    let done = event.r#final;
-                    if event.sequence > after {
-                        yield Ok(deployment_event(event));
-                    }
-                    if done {
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(status) => {
-                    let problem = grpc_error(status);
-                    yield Ok(error_event(problem.status().as_u16(), problem.to_string()));
-                    return;
-                }
+) -> impl FnMut(Result<Option<pb::DeploymentEvent>, tonic::Status>) -> sse::Step {
+    move |outcome| match outcome {
+        Ok(Some(event)) => {
+            let done = event.r#final;
+            let frame = (event.sequence > after).then(|| deployment_event(event));
+            if done {
+                sse::Step::Finish(frame)
+            } else {
+                sse::Step::Continue(frame)
             }
         }
         // Ended without a final event (deploy-service went away): say so rather than leave the
         // client guessing whether the deployment finished.
-        yield Ok(error_event(
+        Ok(None) => sse::Step::Finish(Some(error_event(
             StatusCode::BAD_GATEWAY.as_u16(),
             "the event stream ended before the deployment finished; watch again".to_string(),
-        ));
+        ))),
+        Err(status) => {
+            let problem = grpc_error(status);
+            sse::Step::Finish(Some(error_event(
+                problem.status().as_u16(),
+                problem.to_string(),
+            )))
+        }
     }
 }
 

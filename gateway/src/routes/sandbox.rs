@@ -1,10 +1,8 @@
 //! `/api/sandbox`: run code in sandbox-service's hardened containers, as one JSON answer or as a
 //! stream of output events.
 
-use actix_web::http::header::{self, HeaderName};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use autocrea_proto::sandbox::v1 as pb;
-use futures::Stream;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
@@ -206,16 +204,13 @@ pub async fn execute(
     };
     let mut client = state.downstream.sandbox.clone();
     if sse::wants_stream(&req) {
+        let slot = state.streams.open(&caller)?;
         let stream = client
             .execute_stream(request(&caller, message))
             .await
             .map_err(grpc_error)?
             .into_inner();
-        return Ok(HttpResponse::Ok()
-            .content_type("text/event-stream")
-            .insert_header((header::CACHE_CONTROL, "no-cache"))
-            .insert_header((HeaderName::from_static("x-accel-buffering"), "no"))
-            .streaming(events(stream)));
+        return Ok(slot.respond(HttpResponse::Ok(), stream, run_step));
     }
     let result = client
         .execute(request(&caller, message))
@@ -225,40 +220,40 @@ pub async fn execute(
     Ok(HttpResponse::Ok().json(ExecuteResult::from(result)))
 }
 
-/// The SSE body of a streamed run. Dropping it (the client went away) drops the gRPC stream.
-fn events(
-    mut stream: tonic::Streaming<pb::ExecuteEvent>,
-) -> impl Stream<Item = Result<bytes::Bytes, actix_web::Error>> {
+/// What one outcome of a streamed run sends: `stdout` and `stderr` events, then the `result`.
+/// Dropping the gRPC stream (the client went away or stopped reading) stops the run.
+fn run_step(outcome: Result<Option<pb::ExecuteEvent>, tonic::Status>) -> sse::Step {
     use pb::execute_event::Event;
-    async_stream::stream! {
-        loop {
-            match stream.message().await {
-                Ok(Some(pb::ExecuteEvent { event: Some(Event::Stdout(text)) })) => {
-                    yield Ok(sse::event("stdout", &OutputChunk { text }));
-                }
-                Ok(Some(pb::ExecuteEvent { event: Some(Event::Stderr(text)) })) => {
-                    yield Ok(sse::event("stderr", &OutputChunk { text }));
-                }
-                Ok(Some(pb::ExecuteEvent { event: Some(Event::Result(result)) })) => {
-                    yield Ok(sse::event("result", &ExecuteResult::from(result)));
-                    return;
-                }
-                Ok(Some(pb::ExecuteEvent { event: None })) => {}
-                Ok(None) => break,
-                Err(status) => {
-                    let problem = grpc_error(status);
-                    yield Ok(sse::event("error", &serde_json::json!({
-                        "status": problem.status().as_u16(),
-                        "detail": problem.to_string(),
-                    })));
-                    return;
-                }
+    match outcome {
+        Ok(Some(pb::ExecuteEvent { event })) => match event {
+            Some(Event::Stdout(text)) => {
+                sse::Step::Continue(Some(sse::event("stdout", &OutputChunk { text })))
             }
+            Some(Event::Stderr(text)) => {
+                sse::Step::Continue(Some(sse::event("stderr", &OutputChunk { text })))
+            }
+            Some(Event::Result(result)) => {
+                sse::Step::Finish(Some(sse::event("result", &ExecuteResult::from(result))))
+            }
+            None => sse::Step::Continue(None),
+        },
+        Ok(None) => sse::Step::Finish(Some(sse::event(
+            "error",
+            &serde_json::json!({
+                "status": 502,
+                "detail": "the run's stream ended before its result; try again",
+            }),
+        ))),
+        Err(status) => {
+            let problem = grpc_error(status);
+            sse::Step::Finish(Some(sse::event(
+                "error",
+                &serde_json::json!({
+                    "status": problem.status().as_u16(),
+                    "detail": problem.to_string(),
+                }),
+            )))
         }
-        yield Ok(sse::event("error", &serde_json::json!({
-            "status": 502,
-            "detail": "the run's stream ended before its result; try again",
-        })));
     }
 }
 

@@ -182,7 +182,7 @@ impl DeployStack {
 
 /// One SSE frame.
 #[derive(Debug)]
-enum Frame {
+pub(crate) enum Frame {
     /// `: …` comment.
     Comment,
     /// An event: (id, name, data).
@@ -190,13 +190,13 @@ enum Frame {
 }
 
 /// A client's view of an SSE response, read frame by frame.
-struct EventStream {
+pub(crate) struct EventStream {
     body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     buffer: String,
 }
 
 impl EventStream {
-    fn new(response: reqwest::Response) -> Self {
+    pub(crate) fn new(response: reqwest::Response) -> Self {
         Self {
             body: response.bytes_stream().boxed(),
             buffer: String::new(),
@@ -204,7 +204,7 @@ impl EventStream {
     }
 
     /// The next frame, or `None` at the end of the stream; panics after 20 s of silence.
-    async fn next(&mut self) -> Option<Frame> {
+    pub(crate) async fn next(&mut self) -> Option<Frame> {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();

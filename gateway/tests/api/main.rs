@@ -15,3 +15,4 @@ mod limits;
 mod observability;
 mod projects;
 mod sandbox;
+mod streams;

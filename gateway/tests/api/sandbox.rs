@@ -26,7 +26,7 @@ fn start_sandbox(docker_host: Option<&str>) -> Server {
     )
 }
 
-async fn sandbox_stack(
+pub(crate) async fn sandbox_stack(
     docker_host: Option<&str>,
     adjust: impl FnOnce(&mut gateway::Config),
 ) -> (Stack, Server) {
