@@ -189,11 +189,15 @@ impl DeploymentStore {
             return Ok((existing, false));
         }
         insert_event(&mut tx, &id, &new.message, now).await?;
+        // The row as created, read before the commit: once committed, the engine may pick it up
+        // and move it on before a later read, and the answer must be what was created (`queued`).
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM deployments WHERE id = $1"))
+            .bind(&id)
+            .fetch_one(tx.traced())
+            .await
+            .db("select created deployment")?;
+        let record = record(&row)?;
         tx.commit().await.db("commit insert")?;
-        let record = self
-            .get_any(&id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("inserted deployment vanished"))?;
         Ok((record, true))
     }
 
