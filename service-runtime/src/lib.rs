@@ -1,12 +1,14 @@
 //! What every AutoCrea service shares, and nothing else: telemetry set-up, configuration from the
 //! environment, graceful shutdown, gRPC serving and client channels, Prometheus metrics, caller identity in gRPC
-//! metadata, and SQL pools with embedded migrations on SQLite or PostgreSQL.
+//! metadata, SQL pools with embedded migrations on SQLite or PostgreSQL, and the retry policy of
+//! calls to outside services.
 
 pub mod config;
 pub mod db;
 pub mod grpc;
 pub mod grpc_observe;
 pub mod metrics;
+pub mod retry;
 pub mod shutdown;
 #[cfg(any(test, feature = "testing"))]
 pub mod span_recorder;
