@@ -1,14 +1,15 @@
 //! The prompt cache: a model's raw answer to an identical request (same provider, model,
 //! operation and normalized input), reused within a TTL. In Redis when configured, so that every
-//! replica shares it; otherwise in a bounded in-process map.
+//! replica shares it; otherwise in a bounded in-process cache (moka, least recently used out
+//! first).
 //!
 //! A cache that fails (Redis down) never fails a call: it is logged and counted as a miss.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -28,16 +29,16 @@ pub struct CachedAnswer {
 /// The cache, shared by all calls.
 #[derive(Debug)]
 pub struct PromptCache {
-    ttl: Duration,
     store: Store,
 }
 
 enum Store {
     Off,
-    Memory(Mutex<MemoryStore>),
+    Memory(Cache<String, CachedAnswer>),
     Redis {
         conn: ConnectionManager,
         prefix: String,
+        ttl: Duration,
     },
 }
 
@@ -51,56 +52,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Insertion-ordered map: the oldest entry goes first when full, expired ones on sight.
-#[derive(Default)]
-struct MemoryStore {
-    max: usize,
-    entries: HashMap<String, (Instant, CachedAnswer)>,
-    order: VecDeque<String>,
-}
-
-impl MemoryStore {
-    fn get(&mut self, key: &str) -> Option<CachedAnswer> {
-        match self.entries.get(key) {
-            Some((expires, answer)) if *expires > Instant::now() => Some(answer.clone()),
-            Some(_) => {
-                self.entries.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn put(&mut self, key: String, answer: CachedAnswer, ttl: Duration) {
-        if self.max == 0 {
-            return;
-        }
-        if self
-            .entries
-            .insert(key.clone(), (Instant::now() + ttl, answer))
-            .is_none()
-        {
-            self.order.push_back(key);
-        }
-        while self.entries.len() > self.max {
-            match self.order.pop_front() {
-                Some(oldest) => {
-                    self.entries.remove(&oldest);
-                }
-                None => break,
-            }
-        }
-        // Keys removed as expired stay in `order`; keep it from growing past twice the bound.
-        if self.order.len() > self.max * 2 {
-            let entries = &self.entries;
-            self.order.retain(|k| entries.contains_key(k));
-        }
-    }
-}
-
 impl PromptCache {
-    /// Connects to Redis when `redis_url` is given, else keeps the cache in memory; a zero TTL
-    /// turns caching off.
+    /// Connects to Redis when `redis_url` is given, else keeps the cache in memory; a zero TTL,
+    /// or a zero size in memory, turns caching off.
     pub async fn open(config: &CacheConfig, redis_url: Option<&str>) -> anyhow::Result<Self> {
         let store = if config.ttl.is_zero() {
             tracing::info!("prompt cache off (AI_CACHE_TTL_SECS=0)");
@@ -114,21 +68,25 @@ impl PromptCache {
             Store::Redis {
                 conn,
                 prefix: config.redis_prefix.clone(),
+                ttl: config.ttl,
             }
+        } else if config.max_entries == 0 {
+            tracing::info!("prompt cache off (AI_CACHE_MAX_ENTRIES=0 and no REDIS_URL)");
+            Store::Off
         } else {
             tracing::info!(
                 max_entries = config.max_entries,
                 "prompt cache in memory (set REDIS_URL to share it between replicas)"
             );
-            Store::Memory(Mutex::new(MemoryStore {
-                max: config.max_entries,
-                ..Default::default()
-            }))
+            Store::Memory(
+                Cache::builder()
+                    .max_capacity(u64::try_from(config.max_entries).unwrap_or(u64::MAX))
+                    .time_to_live(config.ttl)
+                    .eviction_policy(EvictionPolicy::lru())
+                    .build(),
+            )
         };
-        Ok(Self {
-            ttl: config.ttl,
-            store,
-        })
+        Ok(Self { store })
     }
 
     /// The key of a request: a digest, so that prompts never appear in Redis key listings.
@@ -145,8 +103,8 @@ impl PromptCache {
     pub async fn get(&self, key: &str) -> Option<CachedAnswer> {
         match &self.store {
             Store::Off => None,
-            Store::Memory(m) => m.lock().unwrap_or_else(|p| p.into_inner()).get(key),
-            Store::Redis { conn, prefix } => {
+            Store::Memory(cache) => cache.get(key),
+            Store::Redis { conn, prefix, .. } => {
                 let mut conn = conn.clone();
                 let raw: redis::RedisResult<Option<String>> =
                     conn.get(format!("{prefix}{key}")).await;
@@ -166,17 +124,13 @@ impl PromptCache {
     pub async fn put(&self, key: &str, answer: &CachedAnswer) {
         match &self.store {
             Store::Off => {}
-            Store::Memory(m) => m.lock().unwrap_or_else(|p| p.into_inner()).put(
-                key.to_string(),
-                answer.clone(),
-                self.ttl,
-            ),
-            Store::Redis { conn, prefix } => {
+            Store::Memory(cache) => cache.insert(key.to_string(), answer.clone()),
+            Store::Redis { conn, prefix, ttl } => {
                 let mut conn = conn.clone();
                 let Ok(json) = serde_json::to_string(answer) else {
                     return;
                 };
-                let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+                let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
                 let result: redis::RedisResult<()> =
                     conn.pset_ex(format!("{prefix}{key}"), json, ttl_ms).await;
                 if let Err(e) = result {
@@ -198,19 +152,56 @@ mod tests {
         }
     }
 
-    #[test]
-    fn memory_store_is_bounded_and_expires() {
-        let mut store = MemoryStore {
-            max: 2,
-            ..Default::default()
+    async fn in_memory(ttl: Duration, max_entries: usize) -> PromptCache {
+        let config = CacheConfig {
+            ttl,
+            max_entries,
+            ..CacheConfig::default()
         };
-        let ttl = Duration::from_secs(60);
-        store.put("a".into(), answer("1"), ttl);
-        store.put("b".into(), answer("2"), ttl);
-        store.put("c".into(), answer("3"), ttl);
-        assert_eq!(store.get("a"), None);
-        assert_eq!(store.get("c"), Some(answer("3")));
-        store.put("d".into(), answer("4"), Duration::ZERO);
-        assert_eq!(store.get("d"), None);
+        PromptCache::open(&config, None).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_answer_expires_and_one_put_again_after_expiry_is_served() {
+        let cache = in_memory(Duration::from_millis(100), 10).await;
+        cache.put("a", &answer("1")).await;
+        assert_eq!(cache.get("a").await, Some(answer("1")));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(cache.get("a").await, None, "expired");
+        cache.put("a", &answer("2")).await;
+        assert_eq!(cache.get("a").await, Some(answer("2")));
+        // Later entries do not push out the one put again.
+        cache.put("b", &answer("3")).await;
+        assert_eq!(cache.get("a").await, Some(answer("2")));
+    }
+
+    #[tokio::test]
+    async fn the_memory_cache_is_bounded() {
+        let cache = in_memory(Duration::from_secs(60), 5).await;
+        for n in 0..50 {
+            cache.put(&n.to_string(), &answer(&n.to_string())).await;
+        }
+        let Store::Memory(memory) = &cache.store else {
+            panic!("in memory: {:?}", cache.store);
+        };
+        memory.run_pending_tasks();
+        assert!(memory.entry_count() <= 5, "{}", memory.entry_count());
+        assert_eq!(
+            cache.get("49").await,
+            Some(answer("49")),
+            "the newest stays"
+        );
+        assert_eq!(cache.get("0").await, None, "the oldest went");
+    }
+
+    #[tokio::test]
+    async fn a_zero_ttl_or_size_turns_the_memory_cache_off() {
+        for cache in [
+            in_memory(Duration::ZERO, 10).await,
+            in_memory(Duration::from_secs(60), 0).await,
+        ] {
+            cache.put("a", &answer("1")).await;
+            assert_eq!(cache.get("a").await, None);
+        }
     }
 }

@@ -1,76 +1,72 @@
-//! UTC calendar arithmetic on Unix milliseconds, enough for "today" and "this month" without a
-//! date crate.
+//! UTC calendar arithmetic on Unix milliseconds: "today" and "this month" for usage totals and
+//! monthly budgets.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use time::format_description::well_known::Rfc3339;
+use time::{Date, Month, OffsetDateTime};
 
-const DAY_MS: i64 = 86_400_000;
+/// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z: the span RFC 3339 can write. Times
+/// outside it are taken as its ends.
+const MIN_MS: i64 = -62_167_219_200_000;
+const MAX_MS: i64 = 253_402_300_799_999;
 
 /// Now, in Unix milliseconds.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    unix_ms(OffsetDateTime::now_utc())
 }
 
 /// Midnight UTC of the day holding `ms`.
 pub fn day_start(ms: i64) -> i64 {
-    ms.div_euclid(DAY_MS) * DAY_MS
+    midnight(utc(ms).date())
 }
 
 /// Midnight UTC of the first day of the month holding `ms`.
 pub fn month_start(ms: i64) -> i64 {
-    let (y, m, _) = civil_from_days(ms.div_euclid(DAY_MS));
-    days_from_civil(y, m, 1) * DAY_MS
+    let date = utc(ms).date();
+    midnight(date.replace_day(1).unwrap_or(date))
 }
 
 /// Midnight UTC of the first day of the month after the one holding `ms`.
 pub fn next_month_start(ms: i64) -> i64 {
-    let (y, m, _) = civil_from_days(ms.div_euclid(DAY_MS));
-    let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    days_from_civil(y, m, 1) * DAY_MS
+    let date = utc(ms).date();
+    let (year, month) = match date.month() {
+        Month::December => (date.year() + 1, Month::January),
+        month => (date.year(), month.next()),
+    };
+    // Only after December 9999 is there no such date: never.
+    Date::from_calendar_date(year, month, 1).map_or(i64::MAX, midnight)
 }
 
 /// RFC 3339 form of a midnight (or any time, to the second).
 pub fn rfc3339(ms: i64) -> String {
-    let days = ms.div_euclid(DAY_MS);
-    let (y, m, d) = civil_from_days(days);
-    let secs = ms.rem_euclid(DAY_MS) / 1000;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    let at = utc(ms);
+    // Within MIN_MS..=MAX_MS both steps succeed.
+    at.replace_nanosecond(0)
+        .unwrap_or(at)
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
-// Howard Hinnant's algorithms (public domain), proleptic Gregorian calendar.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+fn utc(ms: i64) -> OffsetDateTime {
+    let nanos = i128::from(ms.clamp(MIN_MS, MAX_MS)) * 1_000_000;
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+fn unix_ms(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(i64::MAX)
+}
+
+fn midnight(date: Date) -> i64 {
+    unix_ms(date.midnight().assume_utc())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Unix milliseconds of an RFC 3339 time.
+    fn ms(text: &str) -> i64 {
+        unix_ms(OffsetDateTime::parse(text, &Rfc3339).unwrap())
+    }
 
     #[test]
     fn month_boundaries() {
@@ -83,5 +79,62 @@ mod tests {
         // December rolls over the year.
         let dec = 1_734_000_000_000; // 2024-12-12
         assert_eq!(rfc3339(next_month_start(dec)), "2025-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn the_last_millisecond_of_a_year_and_the_first_of_the_next() {
+        let last = ms("2024-12-31T23:59:59.999Z");
+        assert_eq!(
+            rfc3339(last),
+            "2024-12-31T23:59:59Z",
+            "truncated, not rounded"
+        );
+        assert_eq!(day_start(last), ms("2024-12-31T00:00:00Z"));
+        assert_eq!(month_start(last), ms("2024-12-01T00:00:00Z"));
+        assert_eq!(next_month_start(last), ms("2025-01-01T00:00:00Z"));
+        let first = last + 1;
+        assert_eq!(day_start(first), first);
+        assert_eq!(month_start(first), first);
+        assert_eq!(next_month_start(first), ms("2025-02-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn february_has_29_days_only_in_leap_years() {
+        for (day, next) in [
+            ("2024-02-29T23:59:59Z", "2024-03-01T00:00:00Z"),
+            ("2023-02-28T12:00:00Z", "2023-03-01T00:00:00Z"),
+            ("2000-02-29T00:00:00Z", "2000-03-01T00:00:00Z"),
+            ("2100-02-28T00:00:00Z", "2100-03-01T00:00:00Z"),
+        ] {
+            assert_eq!(next_month_start(ms(day)), ms(next), "{day}");
+            assert_eq!(day_start(ms(day)), ms(&format!("{}T00:00:00Z", &day[..10])));
+        }
+        // The day after 28 February 2100 is 1 March: no leap day in a century year not
+        // divisible by 400.
+        assert_eq!(
+            day_start(ms("2100-02-28T00:00:00Z") + 86_400_000),
+            ms("2100-03-01T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn times_before_1970_and_far_out_of_range() {
+        assert_eq!(day_start(-1), -86_400_000);
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(month_start(-1), ms("1969-12-01T00:00:00Z"));
+        assert_eq!(next_month_start(-1), 0);
+        assert_eq!(rfc3339(MIN_MS), "0000-01-01T00:00:00Z");
+        assert_eq!(rfc3339(MAX_MS), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(i64::MIN), "0000-01-01T00:00:00Z");
+        assert_eq!(next_month_start(i64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn now_is_the_system_clock() {
+        let system = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!((now_ms() - system).abs() < 5_000);
     }
 }

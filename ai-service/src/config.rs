@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use service_runtime::config::{ConfigError, listen_addr, optional, parse_optional, parse_or};
+use service_runtime::retry;
 
 /// Configuration of ai-service.
 #[derive(Debug, Clone)]
@@ -216,8 +217,9 @@ impl Default for Timeouts {
 }
 
 /// Retries of transient provider failures (408, 409, 429 except quota, 5xx, 529, connection
-/// errors, timeouts), following the official SDKs: exponential backoff with jitter, honouring
-/// `retry-after-ms` / `retry-after` when between 0 and 60 s.
+/// errors, timeouts): these settings of the shared [`retry::RetryPolicy`], with its exponential
+/// back-off and full jitter, honouring the provider's `retry-after-ms`, `retry-after` (seconds or
+/// HTTP date) or `x-ratelimit-reset` when the wait ends within `max_elapsed`.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     /// Retries after the first attempt (`AI_MAX_RETRIES`, default 2).
@@ -226,8 +228,9 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// Largest backoff (default 8 s).
     pub max_backoff: Duration,
-    /// No retry starts after this much time since the first attempt (`AI_RETRY_MAX_ELAPSED_MS`,
-    /// default 60 s).
+    /// No retry starts whose wait would end later than this after the first attempt began
+    /// (`AI_RETRY_MAX_ELAPSED_MS`, default 60 s); a provider asking for a longer wait ends the
+    /// call with its hint.
     pub max_elapsed: Duration,
 }
 
@@ -238,6 +241,19 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(8),
             max_elapsed: Duration::from_secs(60),
+        }
+    }
+}
+
+impl From<RetryPolicy> for retry::RetryPolicy {
+    fn from(policy: RetryPolicy) -> Self {
+        Self {
+            max_attempts: policy.max_retries.saturating_add(1),
+            initial_backoff: policy.initial_backoff,
+            max_backoff: policy.max_backoff,
+            jitter: retry::Jitter::Full,
+            deadline: Some(policy.max_elapsed),
+            max_retry_after: None,
         }
     }
 }

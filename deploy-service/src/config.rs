@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use service_runtime::config::{ConfigError, listen_addr, optional, parse_or};
+use service_runtime::retry;
 
 /// Default Vercel REST API.
 pub const DEFAULT_VERCEL_API_URL: &str = "https://api.vercel.com";
@@ -53,7 +54,8 @@ pub struct RailwayConfig {
     pub service_id: Option<String>,
 }
 
-/// How provider calls are retried.
+/// How provider calls are retried: these settings of the shared [`retry::RetryPolicy`] (full
+/// jitter, no total deadline), plus the timeout of each request.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     /// Attempts per call, the first included (`DEPLOY_PROVIDER_ATTEMPTS`, default 4).
@@ -66,6 +68,19 @@ pub struct RetryPolicy {
     pub max_rate_limit_wait: Duration,
     /// Timeout of one HTTP request (`DEPLOY_PROVIDER_TIMEOUT_SECS`, default 60).
     pub request_timeout: Duration,
+}
+
+impl From<RetryPolicy> for retry::RetryPolicy {
+    fn from(policy: RetryPolicy) -> Self {
+        Self {
+            max_attempts: policy.attempts,
+            initial_backoff: policy.initial_backoff,
+            max_backoff: policy.max_backoff,
+            jitter: retry::Jitter::Full,
+            deadline: None,
+            max_retry_after: Some(policy.max_rate_limit_wait),
+        }
+    }
 }
 
 /// How the background poller follows deployments.
@@ -86,6 +101,23 @@ pub struct PollerConfig {
     /// Attempts at a step that fails for a transient reason (project-service down) before the
     /// deployment is marked `error` (10).
     pub step_attempts: i64,
+}
+
+impl PollerConfig {
+    /// How a step that fails for a transient reason is retried: `step_attempts` attempts,
+    /// `min_interval × 2^failures` apart up to `max_interval`, without jitter so that the time a
+    /// deployment survives an outage stays as configured (the waits are kept in the table, not
+    /// slept).
+    pub fn step_retry(&self) -> retry::RetryPolicy {
+        retry::RetryPolicy {
+            max_attempts: u32::try_from(self.step_attempts.max(1)).unwrap_or(u32::MAX),
+            initial_backoff: self.min_interval.saturating_mul(2),
+            max_backoff: self.max_interval,
+            jitter: retry::Jitter::None,
+            deadline: None,
+            max_retry_after: None,
+        }
+    }
 }
 
 /// Configuration of deploy-service.

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use service_runtime::retry;
 use tokio::sync::{Notify, Semaphore, broadcast, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -35,6 +36,7 @@ pub struct DeployEngine {
     providers: Providers,
     projects: ProjectFiles,
     poller: PollerConfig,
+    step_retry: retry::RetryPolicy,
     replica: String,
     wake: Notify,
     changes: broadcast::Sender<String>,
@@ -95,6 +97,7 @@ impl DeployEngine {
             store,
             providers,
             projects,
+            step_retry: poller.step_retry(),
             poller,
             replica,
             wake: Notify::new(),
@@ -329,15 +332,17 @@ impl DeployEngine {
             }
             Ok(Next::Retry(reason)) => {
                 failures += 1;
-                if failures >= self.poller.step_attempts {
+                let next = self.retry_delay(failures);
+                if let retry::Next::GiveUp(_) = next {
                     self.give_up(&record.id, reason).await;
                 }
-                self.retry_delay(failures)
+                next.wait()
             }
             Err(e) => {
                 tracing::error!(id = %record.id, error = format!("{e:#}"), "deployment step failed");
                 failures += 1;
-                self.retry_delay(failures)
+                // Unexpected failures (the database) are retried for as long as they last.
+                self.retry_delay(failures).wait()
             }
         };
         let next_at = now_ms() + delay.as_millis() as i64;
@@ -382,11 +387,10 @@ impl DeployEngine {
             .min(self.poller.max_interval)
     }
 
-    fn retry_delay(&self, failures: i64) -> Duration {
-        self.poller
-            .min_interval
-            .saturating_mul(1u32 << failures.clamp(0, 10))
-            .min(self.poller.max_interval)
+    /// The next look after `failures` transient failures in a row, or the end of the retries.
+    fn retry_delay(&self, failures: i64) -> retry::Next {
+        let failures = u32::try_from(failures.max(0)).unwrap_or(u32::MAX);
+        self.step_retry.next(failures, Duration::ZERO, None)
     }
 
     /// Sends a queued (or interrupted) deployment to its provider, then reads its state once.

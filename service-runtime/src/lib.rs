@@ -1,7 +1,8 @@
 //! What every AutoCrea service shares, and nothing else: telemetry set-up, configuration from the
 //! environment, graceful shutdown, gRPC serving and client channels, Prometheus metrics, caller
 //! identity in gRPC metadata, SQL pools with embedded migrations on SQLite or PostgreSQL and the
-//! classification of their failures, field validation errors, and page tokens.
+//! classification of their failures, field validation errors, page tokens, and the retry policy
+//! of calls to outside services.
 
 pub mod config;
 pub mod db;
@@ -10,6 +11,7 @@ pub mod grpc_observe;
 pub mod invalid;
 pub mod metrics;
 pub mod page_token;
+pub mod retry;
 pub mod shutdown;
 #[cfg(any(test, feature = "testing"))]
 pub mod span_recorder;

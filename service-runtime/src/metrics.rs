@@ -10,16 +10,23 @@
 //! Label values are always bounded: route templates, gRPC method names, codes, never raw paths
 //! or user ids.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
 
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::config::{ConfigError, optional};
@@ -153,13 +160,23 @@ pub async fn start_from_env(default_port: u16) -> anyhow::Result<Option<SocketAd
     Ok(Some(bound))
 }
 
-/// Serves `GET /metrics` over plain HTTP/1.1 on `listener` until `shutdown` resolves. Anything
-/// else gets 404. One response per connection: scrapes are rare, so simplicity wins.
+/// How long a client may take to send a request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for scrapes in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves `GET /metrics` over HTTP/1.1 on `listener` until `shutdown` resolves; anything else
+/// gets 404. At shutdown the listener closes, idle connections close at once and scrapes in
+/// flight get [`DRAIN_TIMEOUT`] to finish.
 pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT);
+    let connections = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let (mut stream, _) = tokio::select! {
-            () = &mut shutdown => return,
+        let (stream, _) = tokio::select! {
+            () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -168,43 +185,42 @@ pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()>) {
                 }
             },
         };
+        let connection = http.serve_connection(TokioIo::new(stream), service_fn(answer));
+        let connection = connections.watch(connection);
         tokio::spawn(async move {
-            let mut head = Vec::with_capacity(1024);
-            let mut buf = [0u8; 1024];
-            // Read the request head (bounded), enough to see the request line.
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-            })
-            .await;
-            if read.is_err() {
-                return;
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "metrics connection failed");
             }
-            let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-            let line = String::from_utf8_lossy(line);
-            let mut parts = line.split_whitespace();
-            let (method, path) = (parts.next(), parts.next());
-            let path = path.map(|p| p.split('?').next().unwrap_or(p));
-            let (status, content_type, body) = match (method, path) {
-                (Some("GET"), Some("/metrics")) => ("200 OK", CONTENT_TYPE, render()),
-                _ => (
-                    "404 Not Found",
-                    "text/plain; charset=utf-8",
-                    "only GET /metrics here\n".to_string(),
-                ),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
         });
     }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::debug!("metrics connections still open after the drain timeout");
+    }
+}
+
+/// The answer to one request on the metrics port.
+async fn answer(request: Request<Incoming>) -> Result<Response<String>, Infallible> {
+    let (status, content_type, body) =
+        if request.method() == Method::GET && request.uri().path() == "/metrics" {
+            (StatusCode::OK, CONTENT_TYPE, render())
+        } else {
+            (
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "only GET /metrics here\n".to_string(),
+            )
+        };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -227,6 +243,81 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\nunit_test_things_total 3\n"), "{text}");
+    }
+
+    /// Sends `request` on `stream` and reads one answer: its status line, headers and body.
+    async fn exchange(stream: &mut tokio::net::TcpStream, request: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&answer).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|n| n.parse::<usize>().ok());
+                if length.is_some_and(|n| body.len() >= n) {
+                    return text;
+                }
+            }
+            let n = stream.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return text;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_port_answers_metrics_404_elsewhere_and_stops_with_idle_connections_open() {
+        use tokio::io::AsyncReadExt;
+        let counter = Counter::<u64>::default();
+        register(
+            "port_test_scrapes",
+            "Scrapes seen by a unit test",
+            counter.clone(),
+        );
+        counter.inc();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, async {
+            let _ = stopped.await;
+        }));
+
+        // One keep-alive connection for every request, as scrapers do.
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let metrics = exchange(&mut stream, "GET /metrics?x=1 HTTP/1.1\r\nhost: t\r\n\r\n").await;
+        assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
+        assert!(
+            metrics.contains(&format!("content-type: {CONTENT_TYPE}\r\n")),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("\nport_test_scrapes_total 1\n"),
+            "{metrics}"
+        );
+        for request in [
+            "GET /elsewhere HTTP/1.1\r\nhost: t\r\n\r\n",
+            "POST /metrics HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n",
+        ] {
+            let other = exchange(&mut stream, request).await;
+            assert!(other.starts_with("HTTP/1.1 404 Not Found\r\n"), "{other}");
+            assert!(other.ends_with("only GET /metrics here\n"), "{other}");
+        }
+
+        // Shutdown closes the idle connection and the port, and ends `serve` well within the
+        // drain timeout.
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(2), server)
+            .await
+            .expect("serve ends at shutdown")
+            .unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(stream.read_to_end(&mut rest).await.unwrap(), 0);
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     }
 
     #[test]

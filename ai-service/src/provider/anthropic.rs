@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::sse::SseEvent;
-use super::{Chunk, Completion, Failure, ModelRequest, Usage};
+use super::{Chunk, Completion, Failure, ModelRequest, Usage, stream_error};
 use crate::error::Error;
 
 /// The protocol version we speak.
@@ -114,7 +114,7 @@ impl StreamState {
 
     pub(super) fn on_event(&mut self, event: &SseEvent) -> Result<Option<Chunk>, Failure> {
         let data: Value = serde_json::from_str(&event.data).map_err(|e| {
-            Failure::fatal(Error::ProviderProtocol(format!("Anthropic event: {e}")))
+            Failure::permanent(Error::ProviderProtocol(format!("Anthropic event: {e}")))
         })?;
         let kind = data["type"]
             .as_str()
@@ -140,7 +140,7 @@ impl StreamState {
                 Ok(None)
             }
             "message_stop" => Ok(Some(Chunk::Finished)),
-            "error" => Err(Failure::from_error_type(
+            "error" => Err(stream_error(
                 data["error"]["type"].as_str().unwrap_or("error"),
             )),
             // ping, content_block_stop and event types added after this was written.

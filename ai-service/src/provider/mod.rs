@@ -14,10 +14,11 @@ use futures::{Stream, StreamExt};
 use reqwest::header::HeaderMap;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use service_runtime::retry::{self, Failed, RetryPolicy, retry_after};
 use service_runtime::telemetry::{record_http_failure, record_http_status};
 use tracing::Instrument;
 
-use crate::config::{ProviderConfig, ProviderKind, RetryPolicy};
+use crate::config::{ProviderConfig, ProviderKind};
 use crate::error::{Error, Result};
 use sse::{SseDecoder, SseEvent};
 
@@ -96,49 +97,26 @@ pub enum Chunk {
 }
 
 /// A failed attempt: the error to report and whether another attempt may succeed.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    error: Error,
-    retryable: bool,
-    retry_after: Option<Duration>,
-}
+pub(crate) type Failure = Failed<Error>;
 
-impl Failure {
-    fn fatal(error: Error) -> Self {
-        Self {
-            error,
-            retryable: false,
-            retry_after: None,
+/// The failure of an error `type` reported inside a stream after the HTTP 200.
+fn stream_error(kind: &str) -> Failure {
+    match kind {
+        "overloaded_error" | "api_error" | "rate_limit_error" | "timeout_error"
+        | "server_error" => Failure::transient(
+            Error::ProviderUnavailable {
+                reason: kind.to_string(),
+                retry_after: Duration::from_secs(1),
+            },
+            None,
+        ),
+        "authentication_error" | "permission_error" => {
+            Failure::permanent(Error::ProviderCredentials { status: 200 })
         }
-    }
-
-    fn transient(error: Error, retry_after: Option<Duration>) -> Self {
-        Self {
-            error,
-            retryable: true,
-            retry_after,
-        }
-    }
-
-    /// From an error `type` reported inside a stream after the HTTP 200.
-    fn from_error_type(kind: &str) -> Self {
-        match kind {
-            "overloaded_error" | "api_error" | "rate_limit_error" | "timeout_error"
-            | "server_error" => Self::transient(
-                Error::ProviderUnavailable {
-                    reason: kind.to_string(),
-                    retry_after: Duration::from_secs(1),
-                },
-                None,
-            ),
-            "authentication_error" | "permission_error" => {
-                Self::fatal(Error::ProviderCredentials { status: 200 })
-            }
-            other => Self::fatal(Error::ProviderRejected {
-                status: 200,
-                kind: other.to_string(),
-            }),
-        }
+        other => Failure::permanent(Error::ProviderRejected {
+            status: 200,
+            kind: other.to_string(),
+        }),
     }
 }
 
@@ -146,6 +124,7 @@ impl Failure {
 #[derive(Debug, Clone)]
 pub struct ProviderClient {
     config: ProviderConfig,
+    retry: RetryPolicy,
     http: reqwest::Client,
     url: String,
     /// Host and port of `url`, for the spans.
@@ -283,6 +262,7 @@ impl ProviderClient {
         let host = parsed.host_str().unwrap_or_default().to_string();
         let port = parsed.port_or_known_default();
         Ok(Self {
+            retry: config.retry.into(),
             config,
             http,
             url,
@@ -306,7 +286,7 @@ impl ProviderClient {
         let provider = self.config.kind.as_str();
         let started = Instant::now();
         let span = tracing::info_span!("ai.provider", provider, model = %self.config.model);
-        let result = with_retries(&self.config.retry, provider, || self.complete_once(request))
+        let result = with_retries(&self.retry, provider, || self.complete_once(request))
             .instrument(span)
             .await;
         crate::metrics::record_provider_call(provider, result.is_ok(), started.elapsed());
@@ -322,7 +302,7 @@ impl ProviderClient {
         let provider = self.config.kind.as_str();
         let started = Instant::now();
         let span = tracing::info_span!("ai.provider", provider, model = %self.config.model);
-        let result = with_retries(&self.config.retry, provider, || self.stream_once(request))
+        let result = with_retries(&self.retry, provider, || self.stream_once(request))
             .instrument(span)
             .await;
         crate::metrics::record_provider_call(provider, result.is_ok(), started.elapsed());
@@ -390,7 +370,7 @@ impl ProviderClient {
                 ProviderKind::Anthropic => anthropic::parse(&bytes),
                 ProviderKind::OpenAi => openai::parse(&bytes),
             }
-            .map_err(Failure::fatal)
+            .map_err(Failure::permanent)
         }
         .instrument(span.clone())
         .await
@@ -449,7 +429,7 @@ impl ProviderClient {
                 stream.pending.push_front(chunk);
             }
             None => {
-                return Err(Failure::fatal(Error::ProviderProtocol(
+                return Err(Failure::permanent(Error::ProviderProtocol(
                     "empty stream".into(),
                 )));
             }
@@ -458,7 +438,8 @@ impl ProviderClient {
     }
 }
 
-/// Runs `attempt` until it succeeds, fails for good, or the retry budget is spent.
+/// Runs `attempt` under `policy`, counting every failed attempt; a provider that stays
+/// unavailable is reported with when to try again.
 async fn with_retries<T, F, Fut>(
     policy: &RetryPolicy,
     provider: &'static str,
@@ -468,60 +449,24 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
 {
-    let started = Instant::now();
-    let mut retry = 0;
-    loop {
-        let failure = match attempt().await {
-            Ok(value) => return Ok(value),
-            Err(failure) => failure,
-        };
-        crate::metrics::record_provider_error(provider, failure.retryable);
-        let delay = failure
-            .retry_after
-            .filter(|d| *d <= Duration::from_secs(60))
-            .unwrap_or_else(|| backoff(policy, retry));
-        let out_of_budget =
-            retry >= policy.max_retries || started.elapsed() + delay > policy.max_elapsed;
-        if !failure.retryable || out_of_budget {
-            if failure.retryable {
-                tracing::warn!(attempts = retry + 1, error = %failure.error, "AI provider retries exhausted");
-            }
-            return Err(match failure.error {
-                Error::ProviderUnavailable { reason, .. } => Error::ProviderUnavailable {
-                    reason,
-                    retry_after: delay,
-                },
-                other => other,
-            });
+    let counted = || {
+        let attempt = attempt();
+        async move {
+            attempt.await.inspect_err(|failure| {
+                crate::metrics::record_provider_error(provider, failure.retryable);
+            })
         }
-        tracing::info!(retry = retry + 1, delay_ms = delay.as_millis() as u64, error = %failure.error, "retrying AI provider call");
-        tokio::time::sleep(delay).await;
-        retry += 1;
-    }
-}
-
-/// Exponential backoff with up to 25 % jitter below, as the official SDKs do.
-fn backoff(policy: &RetryPolicy, retry: u32) -> Duration {
-    let base = policy
-        .initial_backoff
-        .saturating_mul(2u32.saturating_pow(retry))
-        .min(policy.max_backoff);
-    base.mul_f64(1.0 - 0.25 * rand::random::<f64>())
-}
-
-/// `retry-after-ms`, else `retry-after` in seconds, when within 0..=60 s.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite() && *v >= 0.0)
     };
-    let delay = header("retry-after-ms")
-        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
-        .or_else(|| header("retry-after").map(Duration::from_secs_f64))?;
-    (delay <= Duration::from_secs(60)).then_some(delay)
+    policy
+        .run(counted)
+        .await
+        .map_err(|gave_up: retry::GaveUp<Error>| match gave_up.error {
+            Error::ProviderUnavailable { reason, .. } => Error::ProviderUnavailable {
+                reason,
+                retry_after: gave_up.retry_after,
+            },
+            other => other,
+        })
 }
 
 /// A failed attempt without an answer, recorded on its span.
@@ -591,8 +536,8 @@ fn status_failure(status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
         .map(|v| v == "true");
     let quota = kind == "insufficient_quota" || code == "insufficient_quota";
     match status {
-        401 | 403 => Failure::fatal(Error::ProviderCredentials { status }),
-        429 if quota => Failure::fatal(Error::ProviderQuota),
+        401 | 403 => Failure::permanent(Error::ProviderCredentials { status }),
+        429 if quota => Failure::permanent(Error::ProviderQuota),
         408 | 409 | 429 | 500.. if should_retry != Some(false) => {
             let label = if kind.is_empty() { "error" } else { &kind };
             Failure::transient(
@@ -621,18 +566,6 @@ fn status_failure(status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_prefers_milliseconds_and_ignores_insane_values() {
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", "2".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert("retry-after-ms", "150".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", "3600".parse().unwrap());
-        assert_eq!(retry_after(&h), None);
-    }
 
     #[test]
     fn quota_429_is_not_retried_but_rate_limit_429_is() {

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::sse::SseEvent;
-use super::{Chunk, Completion, Failure, ModelRequest, Usage};
+use super::{Chunk, Completion, Failure, ModelRequest, Usage, stream_error};
 use crate::error::Error;
 
 pub(super) fn body(model: &str, request: &ModelRequest, stream: bool) -> Value {
@@ -122,7 +122,7 @@ impl StreamState {
             return Ok(Some(Chunk::Finished));
         }
         let value: Value = serde_json::from_str(&event.data).map_err(|e| {
-            Failure::fatal(Error::ProviderProtocol(format!(
+            Failure::permanent(Error::ProviderProtocol(format!(
                 "chat completion chunk: {e}"
             )))
         })?;
@@ -131,10 +131,10 @@ impl StreamState {
                 .as_str()
                 .or(value["error"]["code"].as_str())
                 .unwrap_or("server_error");
-            return Err(Failure::from_error_type(kind));
+            return Err(stream_error(kind));
         }
         let chunk: CompletionBody = serde_json::from_value(value).map_err(|e| {
-            Failure::fatal(Error::ProviderProtocol(format!(
+            Failure::permanent(Error::ProviderProtocol(format!(
                 "chat completion chunk: {e}"
             )))
         })?;

@@ -1,15 +1,15 @@
-//! One HTTP call to a provider with the retry rules every provider shares: timeouts, network
-//! failures, 408 and 5xx are retried with exponential back-off and jitter; 429 waits for the
-//! reset the provider announces (`Retry-After`, `X-RateLimit-Reset`, Vercel's
-//! `error.limit.reset`) when it is near enough; any other answer goes back to the caller.
+//! One HTTP call to a provider under the shared retry policy: timeouts, network failures, 408
+//! and 5xx are retried with exponential back-off and jitter; 429 waits for the reset the
+//! provider announces (`Retry-After`, `X-RateLimit-Reset`, Vercel's `error.limit.reset`) when it
+//! is near enough; any other answer goes back to the caller.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
-use rand::Rng;
 use reqwest::header::HeaderMap;
 use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::Value;
+use service_runtime::retry::{self, Failed, until_reset};
 use service_runtime::telemetry::{http_client_span, record_http_failure, record_http_status};
 use tracing::Instrument;
 
@@ -56,7 +56,7 @@ impl Reply {
 #[derive(Debug, Clone)]
 pub(crate) struct HttpCaller {
     client: Client,
-    policy: RetryPolicy,
+    policy: retry::RetryPolicy,
     provider: Provider,
 }
 
@@ -65,7 +65,7 @@ impl HttpCaller {
     pub fn new(client: Client, policy: RetryPolicy, provider: Provider) -> Self {
         Self {
             client,
-            policy,
+            policy: policy.into(),
             provider,
         }
     }
@@ -77,104 +77,78 @@ impl HttpCaller {
         what: &str,
         build: impl Fn(&Client) -> RequestBuilder,
     ) -> Result<Reply, ProviderError> {
-        let provider = self.provider;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let last = attempt >= self.policy.attempts;
-            // One `http.client` span per attempt, ended before any back-off.
-            let (span, sent) = match build(&self.client).build() {
-                Ok(request) => {
-                    let url = request.url();
-                    let span = http_client_span(
-                        request.method().as_str(),
-                        url.host_str().unwrap_or_default(),
-                        url.port_or_known_default(),
-                        provider.as_str(),
-                    );
-                    let sent = self.client.execute(request).instrument(span.clone()).await;
-                    (span, sent)
-                }
-                Err(error) => (tracing::Span::none(), Err(error)),
-            };
-            let failure = match sent {
-                Err(error) => {
-                    record_http_failure(&span, failure_kind(&error));
-                    let reason = describe(&error);
-                    tracing::warn!(%provider, what, attempt, reason, "provider call failed");
-                    if last {
-                        return Err(ProviderError::Unreachable {
-                            provider,
-                            what: what.to_string(),
-                            reason,
-                        });
-                    }
-                    None
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    record_http_status(&span, status.as_u16());
-                    let headers = response.headers().clone();
-                    let body = match response.bytes().instrument(span.clone()).await {
-                        Ok(body) => body,
-                        Err(error) => {
-                            record_http_failure(&span, failure_kind(&error));
-                            let reason = describe(&error);
-                            if last {
-                                return Err(ProviderError::Unreachable {
-                                    provider,
-                                    what: what.to_string(),
-                                    reason,
-                                });
-                            }
-                            tracing::warn!(%provider, what, attempt, reason, "provider reply cut off");
-                            continue;
-                        }
-                    };
-                    if status == StatusCode::TOO_MANY_REQUESTS {
-                        let wait = rate_limit_wait(&headers, &body);
-                        let too_long = wait.is_some_and(|w| w > self.policy.max_rate_limit_wait);
-                        if last || too_long {
-                            return Err(ProviderError::RateLimited {
-                                provider,
-                                what: what.to_string(),
-                                retry_after_secs: wait.map(|w| w.as_secs()),
-                            });
-                        }
-                        tracing::warn!(%provider, what, attempt, ?wait, "provider rate limit");
-                        Some(wait.unwrap_or_else(|| self.backoff(attempt)))
-                    } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
-                        tracing::warn!(%provider, what, attempt, %status, "provider server error");
-                        if last {
-                            return Err(ProviderError::ServerError {
-                                provider,
-                                what: what.to_string(),
-                                status: status.as_u16(),
-                                message: error_text(&body),
-                            });
-                        }
-                        None
-                    } else {
-                        return Ok(Reply { status, body });
-                    }
-                }
-            };
-            drop(span);
-            let delay = failure.unwrap_or_else(|| self.backoff(attempt));
-            tokio::time::sleep(delay).await;
-        }
+        self.policy
+            .run(|| self.attempt(what, &build))
+            .await
+            .map_err(|gave_up| gave_up.error)
     }
 
-    /// `initial × 2^(attempt-1)`, capped, with up to 50 % jitter so that replicas do not retry
-    /// in step.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self
-            .policy
-            .initial_backoff
-            .saturating_mul(1u32 << (attempt - 1).min(16))
-            .min(self.policy.max_backoff);
-        let jitter = rand::rng().random_range(0.0..0.5);
-        base.mul_f64(1.0 + jitter)
+    /// One attempt, in its own `http.client` span (ended before any back-off): the reply, or
+    /// whether the failure may pass.
+    async fn attempt(
+        &self,
+        what: &str,
+        build: &impl Fn(&Client) -> RequestBuilder,
+    ) -> Result<Reply, Failed<ProviderError>> {
+        let provider = self.provider;
+        let unreachable = |span: &tracing::Span, error: reqwest::Error| {
+            record_http_failure(span, failure_kind(&error));
+            Failed::transient(
+                ProviderError::Unreachable {
+                    provider,
+                    what: what.to_string(),
+                    reason: describe(&error),
+                },
+                None,
+            )
+        };
+        let request = build(&self.client)
+            .build()
+            .map_err(|error| unreachable(&tracing::Span::none(), error))?;
+        let url = request.url();
+        let span = http_client_span(
+            request.method().as_str(),
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default(),
+            provider.as_str(),
+        );
+        let response = self
+            .client
+            .execute(request)
+            .instrument(span.clone())
+            .await
+            .map_err(|error| unreachable(&span, error))?;
+        let status = response.status();
+        record_http_status(&span, status.as_u16());
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .instrument(span.clone())
+            .await
+            .map_err(|error| unreachable(&span, error))?;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = rate_limit_wait(&headers, &body);
+            return Err(Failed::transient(
+                ProviderError::RateLimited {
+                    provider,
+                    what: what.to_string(),
+                    retry_after_secs: wait.map(|w| w.as_secs()),
+                },
+                wait,
+            ));
+        }
+        if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+            return Err(Failed::transient(
+                ProviderError::ServerError {
+                    provider,
+                    what: what.to_string(),
+                    status: status.as_u16(),
+                    message: error_text(&body),
+                },
+                None,
+            ));
+        }
+        Ok(Reply { status, body })
     }
 }
 
@@ -213,59 +187,12 @@ fn describe(error: &reqwest::Error) -> String {
 
 /// How long a 429 asks us to wait, from the headers or Vercel's body.
 fn rate_limit_wait(headers: &HeaderMap, body: &[u8]) -> Option<Duration> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-    }
-    if let Some(value) = header("retry-after") {
-        if let Ok(secs) = value.parse::<f64>() {
-            return Some(Duration::from_secs_f64(secs.max(0.0)));
-        }
-        if let Some(at) = parse_http_date(value) {
-            return Some(until(at));
-        }
-    }
-    if let Some(value) = header("x-ratelimit-reset") {
-        if let Ok(n) = value.parse::<f64>() {
-            return Some(reset_to_wait(n));
-        }
-        if let Some(at) = parse_http_date(value) {
-            return Some(until(at));
-        }
+    if let Some(wait) = retry::retry_after(headers) {
+        return Some(wait);
     }
     let json: Value = serde_json::from_slice(body).ok()?;
     let reset = json.pointer("/error/limit/reset")?.as_f64()?;
-    Some(reset_to_wait(reset))
-}
-
-/// A reset given as a number: a Unix time in seconds when it looks like one, else seconds to
-/// wait (providers use both).
-fn reset_to_wait(value: f64) -> Duration {
-    if value > 1_000_000_000.0 {
-        until(value)
-    } else {
-        Duration::from_secs_f64(value.max(0.0))
-    }
-}
-
-fn until(unix_secs: f64) -> Duration {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
-    Duration::from_secs_f64((unix_secs - now).max(0.0))
-}
-
-/// An HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`) as Unix seconds.
-fn parse_http_date(value: &str) -> Option<f64> {
-    let parsed =
-        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
-    Some(parsed.unix_timestamp() as f64)
+    Some(until_reset(reset))
 }
 
 /// The provider's own error message from a body in any of their shapes:
