@@ -44,6 +44,9 @@ pub enum Reply {
     StreamErrorFirst,
     /// Stream: 200, `tokens` deltas, then an overloaded error event.
     StreamErrorAfter { tokens: usize },
+    /// Stream: 200, then `tokens` deltas and an overloaded error event in one write, so that
+    /// the client reads them together.
+    StreamErrorInOneWrite { tokens: usize },
     /// Stream: 200, `tokens` deltas, then nothing until the client hangs up.
     StreamHang { tokens: usize },
 }
@@ -422,6 +425,15 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) -> std::io::Result<()> 
             let skip = head.len() - pieces(&text).len();
             write_events(&mut socket, &head[..skip + tokens]).await?;
             write_events(&mut socket, &[overloaded]).await?;
+            socket.shutdown().await
+        }
+        Reply::StreamErrorInOneWrite { tokens } => {
+            socket.write_all(sse_head().as_bytes()).await?;
+            let skip = head.len() - pieces(&text).len();
+            let mut all: String = head[..skip + tokens].concat();
+            all.push_str(&overloaded);
+            socket.write_all(all.as_bytes()).await?;
+            socket.flush().await?;
             socket.shutdown().await
         }
         Reply::StreamHang { tokens } => {

@@ -141,6 +141,8 @@ pub struct TokenStream {
     decoder: SseDecoder,
     state: StreamState,
     pending: VecDeque<Chunk>,
+    /// A failure read in the same batch as chunks before it: returned once those are handed out.
+    failed: Option<Failure>,
     done: bool,
     fallback_model: String,
 }
@@ -216,6 +218,9 @@ impl TokenStream {
                 }
                 return Ok(Some(chunk));
             }
+            if let Some(failure) = self.failed.take() {
+                return Err(failure);
+            }
             if self.done {
                 return Ok(None);
             }
@@ -236,9 +241,15 @@ impl TokenStream {
                     last.into_iter().collect()
                 }
             };
+            // Text that came before an error event in the same read is still the caller's.
             for event in &events {
-                if let Some(chunk) = self.state.on_event(event)? {
-                    self.pending.push_back(chunk);
+                match self.state.on_event(event) {
+                    Ok(Some(chunk)) => self.pending.push_back(chunk),
+                    Ok(None) => {}
+                    Err(failure) => {
+                        self.failed = Some(failure);
+                        break;
+                    }
                 }
             }
         }
@@ -415,6 +426,7 @@ impl ProviderClient {
                 ProviderKind::OpenAi => StreamState::OpenAi(Default::default()),
             },
             pending: VecDeque::new(),
+            failed: None,
             done: false,
             fallback_model: self.config.model.clone(),
         };

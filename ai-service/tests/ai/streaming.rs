@@ -121,6 +121,28 @@ async fn a_failure_mid_stream_ends_with_an_error_event_carrying_usage_so_far() {
 }
 
 #[tokio::test]
+async fn text_read_together_with_an_error_event_still_reaches_the_client() {
+    let fake = FakeProvider::start().await;
+    // Whole events of text and the error in one read: the text came first and is the caller's.
+    fake.script([Reply::StreamErrorInOneWrite { tokens: 3 }]);
+    let mut app = spawn_with(Some(anthropic(&fake))).await;
+    let events = app.generate_stream(generate("a greeting")).await;
+    let deltas = events
+        .iter()
+        .filter(|e| matches!(e, GenEvent::Delta(_)))
+        .count();
+    assert!(
+        deltas >= 1,
+        "the text before the error is delivered: {events:?}"
+    );
+    let Some(GenEvent::Error(error)) = events.last() else {
+        panic!("error event last: {events:?}");
+    };
+    assert_eq!(error.kind, "overloaded");
+    assert!(!error.partial_text.is_empty(), "{events:?}");
+}
+
+#[tokio::test]
 async fn a_client_that_goes_away_cancels_the_provider_request() {
     let fake = FakeProvider::start().await;
     fake.script([Reply::StreamHang { tokens: 1 }]);
