@@ -6,7 +6,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use service_runtime::config::{ConfigError, flag, listen_addr, optional, parse_optional, parse_or};
 
-use crate::limits::{RateLimitPolicy, RedisFailureMode};
+pub use crate::limits::LimitsConfig;
+use crate::limits::RedisFailureMode;
 
 /// Everything the gateway needs to start.
 #[derive(Debug, Clone)]
@@ -256,43 +257,6 @@ pub fn placeholder_reason(secret: &str) -> Option<String> {
         return Some("has too few distinct characters to be a random secret".into());
     }
     None
-}
-
-/// Rate limits per route group, and where their state lives.
-#[derive(Debug, Clone)]
-pub struct LimitsConfig {
-    /// `RATE_LIMIT_API`, default `100/15m`.
-    pub api: RateLimitPolicy,
-    /// `RATE_LIMIT_AI`, default `20/15m`.
-    pub ai: RateLimitPolicy,
-    /// `RATE_LIMIT_DEPLOY`, default `10/1h`.
-    pub deploy: RateLimitPolicy,
-    /// `RATE_LIMIT_SANDBOX`, default `100/15m` (a budget of its own, separate from the API group).
-    pub sandbox: RateLimitPolicy,
-    /// `RATE_LIMIT_AUTH`, default `5/15m`.
-    pub auth: RateLimitPolicy,
-    /// `REDIS_URL`: when set, limits live in Redis and every gateway replica shares them.
-    pub redis_url: Option<SecretString>,
-    /// `RATE_LIMIT_REDIS_FAILURE`, default `open`: what to do while Redis does not answer (fall
-    /// back to in-process limits, or refuse limited requests with 503).
-    pub redis_failure: RedisFailureMode,
-    /// `RATE_LIMIT_ENABLED`, default true; false turns limiting off (benchmarks only).
-    pub enabled: bool,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            api: RateLimitPolicy::new(100, Duration::from_secs(15 * 60)),
-            ai: RateLimitPolicy::new(20, Duration::from_secs(15 * 60)),
-            deploy: RateLimitPolicy::new(10, Duration::from_secs(60 * 60)),
-            sandbox: RateLimitPolicy::new(100, Duration::from_secs(15 * 60)),
-            auth: RateLimitPolicy::new(5, Duration::from_secs(15 * 60)),
-            redis_url: None,
-            redis_failure: RedisFailureMode::default(),
-            enabled: true,
-        }
-    }
 }
 
 impl Default for ServiceUrls {

@@ -14,8 +14,8 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::auth::Caller;
 use crate::config::ServiceUrls;
+use crate::identity::Caller;
 
 /// Least time an AI call may take: ai-service's own whole-call limit (300 s) plus margin.
 const AI_CALL_FLOOR: Duration = Duration::from_secs(330);
@@ -133,7 +133,7 @@ pub fn request<T>(caller: &Caller, message: T) -> tonic::Request<T> {
     if let Ok(value) = MetadataValue::try_from(caller.user_id.as_str()) {
         metadata.insert(USER_ID, value);
     }
-    if let Some(id) = crate::request_id::current()
+    if let Some(id) = crate::request_context::current()
         && let Ok(value) = MetadataValue::try_from(id.as_str())
     {
         metadata.insert(REQUEST_ID, value);

@@ -10,7 +10,8 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, web};
 
-use crate::auth::{AuthError, AuthMethod, Authenticator, CredentialSource};
+use crate::auth::Authenticator;
+use crate::identity::{AuthError, AuthMethod, CredentialSource};
 use crate::keys::KEY_PREFIX;
 use crate::limits::{Decision, RouteGroup};
 use crate::problem::ApiError;

@@ -3,14 +3,13 @@
 //! Every request made with a key reads its row, so revocation and expiry take effect on the next
 //! request on every gateway replica that shares the database.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix_web::http::Method;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use service_runtime::db::Database;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -18,8 +17,7 @@ use subtle::ConstantTimeEq;
 use tracing::Instrument;
 use utoipa::ToSchema;
 
-use crate::auth::{AuthError, AuthMethod, Caller};
-use crate::limits::RouteGroup;
+use crate::identity::{AuthError, AuthMethod, Caller, Scope, Scopes};
 
 /// Every key starts with this, so leaked keys are easy to recognise (and to scan for).
 pub const KEY_PREFIX: &str = "acr_";
@@ -32,114 +30,6 @@ const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// What a key may do.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// Read projects, files, deployments and usage.
-    Read,
-    /// Read and change projects and files (implies `read`).
-    Write,
-    /// Call the AI operations.
-    Ai,
-    /// Run code in the sandbox.
-    Sandbox,
-    /// Create, cancel and roll back deployments.
-    Deploy,
-}
-
-impl Scope {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Read => "read",
-            Self::Write => "write",
-            Self::Ai => "ai",
-            Self::Sandbox => "sandbox",
-            Self::Deploy => "deploy",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "read" => Self::Read,
-            "write" => Self::Write,
-            "ai" => Self::Ai,
-            "sandbox" => Self::Sandbox,
-            "deploy" => Self::Deploy,
-            _ => return None,
-        })
-    }
-}
-
-/// A set of scopes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Scopes(BTreeSet<Scope>);
-
-impl Scopes {
-    /// Everything: what a session token may do, and a key created without `scopes`.
-    pub fn full() -> Self {
-        Self(
-            [Scope::Write, Scope::Ai, Scope::Sandbox, Scope::Deploy]
-                .into_iter()
-                .collect(),
-        )
-    }
-
-    /// The given scopes.
-    pub fn of(scopes: impl IntoIterator<Item = Scope>) -> Self {
-        Self(scopes.into_iter().collect())
-    }
-
-    /// The scopes as a list, `write` implying `read`.
-    pub fn list(&self) -> Vec<Scope> {
-        let mut all = self.0.clone();
-        if all.contains(&Scope::Write) {
-            all.insert(Scope::Read);
-        }
-        all.into_iter().collect()
-    }
-
-    fn has(&self, scope: Scope) -> bool {
-        self.0.contains(&scope) || (scope == Scope::Read && self.0.contains(&Scope::Write))
-    }
-
-    /// Checks that a request of `group` with `method` is allowed; the error names the scope needed.
-    pub fn permit(&self, group: RouteGroup, method: &Method) -> Result<(), Scope> {
-        let reading = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-        let needed = match group {
-            RouteGroup::Auth => return Ok(()),
-            RouteGroup::Api if reading => Scope::Read,
-            RouteGroup::Api => Scope::Write,
-            RouteGroup::Ai => Scope::Ai,
-            RouteGroup::Sandbox => Scope::Sandbox,
-            RouteGroup::Deploy if reading => Scope::Read,
-            RouteGroup::Deploy => Scope::Deploy,
-        };
-        let read_alternative = reading
-            && matches!(group, RouteGroup::Ai | RouteGroup::Sandbox)
-            && self.has(Scope::Read);
-        if self.has(needed) || read_alternative {
-            Ok(())
-        } else {
-            Err(needed)
-        }
-    }
-
-    fn to_text(&self) -> String {
-        self.0
-            .iter()
-            .map(|s| s.name())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn from_text(text: &str) -> Self {
-        Self(text.split(',').filter_map(Scope::parse).collect())
-    }
-}
 
 /// A stored key, without its secret.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -233,9 +123,9 @@ impl ApiKeyStore {
             name: name.to_string(),
             prefix,
             scopes: scopes.list(),
-            created_at: crate::routes::timestamp(created),
+            created_at: crate::timestamp::rfc3339(created),
             last_used_at: None,
-            expires_at: expires.map(crate::routes::timestamp),
+            expires_at: expires.map(crate::timestamp::rfc3339),
         };
         Ok((record, key))
     }
@@ -267,13 +157,13 @@ impl ApiKeyStore {
                     name: row.try_get("name")?,
                     prefix: row.try_get("prefix")?,
                     scopes: Scopes::from_text(&row.try_get::<String, _>("scopes")?).list(),
-                    created_at: crate::routes::timestamp(row.try_get("created_at_ms")?),
+                    created_at: crate::timestamp::rfc3339(row.try_get("created_at_ms")?),
                     last_used_at: row
                         .try_get::<Option<i64>, _>("last_used_at_ms")?
-                        .map(crate::routes::timestamp),
+                        .map(crate::timestamp::rfc3339),
                     expires_at: row
                         .try_get::<Option<i64>, _>("expires_at_ms")?
-                        .map(crate::routes::timestamp),
+                        .map(crate::timestamp::rfc3339),
                 })
             })
             .collect()
@@ -401,37 +291,5 @@ impl ApiKeyStore {
     /// Checks that the database answers.
     pub async fn ping(&self) -> anyhow::Result<()> {
         self.db.ping().await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scopes_gate_groups_and_methods() {
-        let read = Scopes::of([Scope::Read]);
-        assert!(read.permit(RouteGroup::Api, &Method::GET).is_ok());
-        assert_eq!(
-            read.permit(RouteGroup::Api, &Method::POST),
-            Err(Scope::Write)
-        );
-        assert_eq!(read.permit(RouteGroup::Ai, &Method::POST), Err(Scope::Ai));
-        assert!(read.permit(RouteGroup::Ai, &Method::GET).is_ok());
-        assert_eq!(
-            read.permit(RouteGroup::Deploy, &Method::POST),
-            Err(Scope::Deploy)
-        );
-        let full = Scopes::full();
-        for group in RouteGroup::ALL {
-            for method in [Method::GET, Method::POST, Method::DELETE] {
-                assert!(full.permit(group, &method).is_ok());
-            }
-        }
-        let no_ai = Scopes::of([Scope::Write, Scope::Sandbox]);
-        assert_eq!(no_ai.permit(RouteGroup::Ai, &Method::POST), Err(Scope::Ai));
-        assert!(no_ai.permit(RouteGroup::Api, &Method::PATCH).is_ok());
-        assert_eq!(Scopes::from_text(&full.to_text()), full);
-        assert_eq!(full.list().first(), Some(&Scope::Read));
     }
 }

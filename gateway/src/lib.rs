@@ -15,15 +15,18 @@ pub mod cors;
 pub mod dev_token;
 pub mod downstream;
 pub mod guard;
+pub mod identity;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod problem;
+pub mod request_context;
 pub mod request_id;
 pub mod routes;
 pub mod security_headers;
 pub mod sse;
 pub mod state;
+pub mod timestamp;
 
 pub use config::Config;
 use state::AppState;
@@ -62,7 +65,7 @@ pub async fn run_with(
              AUTH_JWKS_URL alone"
         );
     }
-    metrics::init();
+    metrics::init(&limits::RouteGroup::ALL.map(limits::RouteGroup::name));
     let state = web::Data::new(AppState::new(config.clone()).await?);
     if state.limiter.is_shared() {
         tracing::info!("rate limits shared through Redis");

@@ -21,6 +21,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter as Governor};
 use redis::aio::ConnectionManager;
+use secrecy::SecretString;
 use tokio::sync::RwLock;
 
 /// A budget of `limit` requests per `period`, refilled continuously (GCRA).
@@ -91,6 +92,43 @@ impl FromStr for RateLimitPolicy {
             return Err("period must be longer than zero".into());
         }
         Ok(Self::new(limit, Duration::from_secs(amount * seconds)))
+    }
+}
+
+/// Rate limits per route group, and where their state lives.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// `RATE_LIMIT_API`, default `100/15m`.
+    pub api: RateLimitPolicy,
+    /// `RATE_LIMIT_AI`, default `20/15m`.
+    pub ai: RateLimitPolicy,
+    /// `RATE_LIMIT_DEPLOY`, default `10/1h`.
+    pub deploy: RateLimitPolicy,
+    /// `RATE_LIMIT_SANDBOX`, default `100/15m` (a budget of its own, separate from the API group).
+    pub sandbox: RateLimitPolicy,
+    /// `RATE_LIMIT_AUTH`, default `5/15m`.
+    pub auth: RateLimitPolicy,
+    /// `REDIS_URL`: when set, limits live in Redis and every gateway replica shares them.
+    pub redis_url: Option<SecretString>,
+    /// `RATE_LIMIT_REDIS_FAILURE`, default `open`: what to do while Redis does not answer (fall
+    /// back to in-process limits, or refuse limited requests with 503).
+    pub redis_failure: RedisFailureMode,
+    /// `RATE_LIMIT_ENABLED`, default true; false turns limiting off (benchmarks only).
+    pub enabled: bool,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            api: RateLimitPolicy::new(100, Duration::from_secs(15 * 60)),
+            ai: RateLimitPolicy::new(20, Duration::from_secs(15 * 60)),
+            deploy: RateLimitPolicy::new(10, Duration::from_secs(60 * 60)),
+            sandbox: RateLimitPolicy::new(100, Duration::from_secs(15 * 60)),
+            auth: RateLimitPolicy::new(5, Duration::from_secs(15 * 60)),
+            redis_url: None,
+            redis_failure: RedisFailureMode::default(),
+            enabled: true,
+        }
     }
 }
 
@@ -210,7 +248,7 @@ impl fmt::Debug for RateLimiter {
 
 impl RateLimiter {
     /// Builds the limiter; with a Redis URL the budgets are shared through Redis.
-    pub fn new(config: &crate::config::LimitsConfig) -> anyhow::Result<Self> {
+    pub fn new(config: &LimitsConfig) -> anyhow::Result<Self> {
         let mut groups = HashMap::new();
         for group in RouteGroup::ALL {
             let policy = match group {
@@ -333,7 +371,7 @@ impl RateLimiter {
     /// Counts a refused request of `group` (here and in `rate_limit_rejections_total`).
     pub fn note_rejection(&self, group: RouteGroup) {
         self.rejections[&group].fetch_add(1, Ordering::Relaxed);
-        crate::metrics::record_rejection(group);
+        crate::metrics::record_rejection(group.name());
     }
 
     /// Requests refused so far in `group`.
@@ -536,7 +574,7 @@ mod tests {
 
     #[tokio::test]
     async fn local_budget_is_exact_and_per_key() {
-        let config = crate::config::LimitsConfig {
+        let config = LimitsConfig {
             api: RateLimitPolicy::new(3, Duration::from_secs(3600)),
             ..Default::default()
         };

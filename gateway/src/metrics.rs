@@ -1,6 +1,6 @@
 //! The gateway's Prometheus metrics, served with every other metric of the process at
 //! `GET /metrics`: requests by method, route template and status, their latency, the requests
-//! in flight, and rate-limit rejections by route group.
+//! in flight, rate-limit rejections by route group, and API key lookups.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -11,8 +11,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use service_runtime::metrics::{latency_family, register};
-
-use crate::limits::RouteGroup;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -69,12 +67,6 @@ static METRICS: LazyLock<HttpMetrics> = LazyLock::new(|| {
         "Requests refused with 429 by the gateway's rate limiter, by route group",
         metrics.rejections.clone(),
     );
-    // Every group shows from the first scrape, so a rate() over it has a starting point.
-    for group in RouteGroup::ALL {
-        let _ = metrics.rejections.get_or_create(&GroupLabels {
-            group: group.name(),
-        });
-    }
     metrics
 });
 
@@ -83,9 +75,12 @@ pub fn record_key_lookup() {
     METRICS.key_lookups.inc();
 }
 
-/// Registers the gateway's metrics (they appear on `/metrics` from then on).
-pub fn init() {
-    LazyLock::force(&METRICS);
+/// Registers the gateway's metrics (they appear on `/metrics` from then on), with a rejection
+/// count of 0 for each of `groups`, so that a rate() over any group has a starting point.
+pub fn init(groups: &[&'static str]) {
+    for &group in groups {
+        let _ = METRICS.rejections.get_or_create(&GroupLabels { group });
+    }
 }
 
 /// Counts a request as in flight until dropped.
@@ -120,12 +115,10 @@ pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration)
         .observe(elapsed.as_secs_f64());
 }
 
-/// Counts one rate-limit rejection in `group`.
-pub fn record_rejection(group: RouteGroup) {
+/// Counts one rate-limit rejection in the route group named `group`.
+pub fn record_rejection(group: &'static str) {
     METRICS
         .rejections
-        .get_or_create(&GroupLabels {
-            group: group.name(),
-        })
+        .get_or_create(&GroupLabels { group })
         .inc();
 }

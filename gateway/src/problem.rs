@@ -10,7 +10,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use tonic_types::StatusExt;
 
-use crate::request_id;
+use crate::request_context;
 
 /// Media type of error bodies.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -209,7 +209,7 @@ impl ApiError {
         );
         let cause = format!("{cause:#}");
         // Outside a request's scope (a stream already answering) no request line will carry it.
-        if request_id::current().is_none() {
+        if request_context::current().is_none() {
             tracing::error!(error = cause, "internal error");
         }
         error.cause = Some(cause.into());
@@ -352,7 +352,7 @@ impl ApiError {
             title: self.title.to_string(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
-            request_id: request_id::current().unwrap_or_default(),
+            request_id: request_context::current().unwrap_or_default(),
             errors: self.errors.clone(),
         }
     }
@@ -399,7 +399,7 @@ impl ResponseError for ApiError {
                 .map_or_else(|| self.to_string(), str::to_string);
             response
                 .extensions_mut()
-                .insert(request_id::ErrorCause(cause));
+                .insert(request_context::ErrorCause(cause));
         }
         response
     }

@@ -19,21 +19,13 @@ use actix_web::{Error, HttpMessage, web};
 use service_runtime::telemetry;
 use tracing::Instrument;
 
-use crate::auth::Caller;
+use crate::identity::Caller;
 use crate::metrics::InFlight;
+use crate::request_context;
 use crate::state::AppState;
-
-tokio::task_local! {
-    static REQUEST_ID: String;
-}
 
 /// Header carrying the request id, both ways.
 pub const HEADER: &str = "x-request-id";
-
-/// The id of the request being handled, when called from within one.
-pub fn current() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
-}
 
 /// The request id stored in a request's extensions by [`middleware`].
 #[derive(Debug, Clone)]
@@ -48,11 +40,6 @@ fn accept_incoming(value: &HeaderValue) -> Option<String> {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
     ok.then(|| id.to_string())
 }
-
-/// The cause of a 5xx answer, put in the response's extensions by [`crate::problem::ApiError`]
-/// so that the request log line carries it.
-#[derive(Debug, Clone)]
-pub struct ErrorCause(pub String);
 
 /// Assigns the request id, opens the request's span (continuing an incoming W3C `traceparent`),
 /// makes the id visible to error bodies, echoes it, records the request metrics and writes the
@@ -98,8 +85,7 @@ pub async fn middleware(
 
     // Handlers' and guards' errors are rendered inside this scope, so their bodies carry the id.
     // (The request must not be cloned before routing: actix needs to own it to fill in the path.)
-    let mut response = REQUEST_ID
-        .scope(id.clone(), next.call(req))
+    let mut response = request_context::scope(id.clone(), next.call(req))
         .instrument(span.clone())
         .await?
         .map_into_boxed_body();
@@ -140,7 +126,7 @@ pub async fn middleware(
         let cause = response
             .response()
             .extensions()
-            .get::<ErrorCause>()
+            .get::<request_context::ErrorCause>()
             .map(|c| c.0.clone())
             .unwrap_or_default();
         tracing::error!(request_id = %id, method, route, status, duration_ms, user_id = %user, bytes, trace_id, error = cause, "request failed");

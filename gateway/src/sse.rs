@@ -61,7 +61,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::auth::Caller;
+use crate::identity::Caller;
 use crate::problem::ApiError;
 
 /// How long a stream may go without an event before it sends a heartbeat comment.
@@ -121,7 +121,7 @@ pub fn event(name: &str, data: &impl Serialize) -> Bytes {
 }
 
 /// The event streams open now, counted per user, and the limits they run under. One per
-/// process (in [`crate::state::AppState`]); the cap applies per gateway replica.
+/// process (in `AppState`); the cap applies per gateway replica.
 #[derive(Debug, Clone)]
 pub struct OpenStreams {
     inner: Arc<OpenStreamsInner>,
@@ -421,7 +421,7 @@ impl Stream for EventBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::AuthMethod;
+    use crate::identity::AuthMethod;
 
     fn caller(user: &str) -> Caller {
         Caller {

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::auth::Caller;
 use crate::downstream::request;
+use crate::identity::Caller;
 use crate::problem::{ApiError, Problem};
 use crate::sse;
 use crate::state::AppState;

@@ -5,8 +5,9 @@ use actix_web::{HttpResponse, delete, get, post, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::auth::{AuthMethod, Caller};
-use crate::keys::{ApiKey, Scope, Scopes};
+use crate::identity::{AuthMethod, Caller};
+use crate::identity::{Scope, Scopes};
+use crate::keys::ApiKey;
 use crate::problem::{ApiError, ApiResult, FieldError};
 use crate::state::AppState;
 

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use tonic_types::StatusExt;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::auth::Caller;
 use crate::downstream::request;
+use crate::identity::Caller;
 use crate::problem::{ApiError, ApiResult, FieldError};
 use crate::routes::timestamp;
 use crate::sse;

@@ -183,10 +183,4 @@ pub fn list_error(status: &tonic::Status, service: &str) -> ApiError {
 }
 
 /// Formats Unix milliseconds as RFC 3339.
-pub fn timestamp(ms: i64) -> String {
-    use time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub use crate::timestamp::rfc3339 as timestamp;

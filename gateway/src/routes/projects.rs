@@ -8,8 +8,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::Caller;
 use crate::downstream::request;
+use crate::identity::Caller;
 use crate::problem::{ApiError, ApiResult};
 use crate::routes::timestamp;
 use crate::state::AppState;

@@ -6,8 +6,8 @@ use autocrea_proto::sandbox::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::auth::Caller;
 use crate::downstream::request;
+use crate::identity::Caller;
 use crate::problem::{ApiError, ApiResult};
 use crate::sse;
 use crate::state::AppState;
