@@ -142,7 +142,7 @@ pub struct TokenStream {
     state: StreamState,
     pending: VecDeque<Chunk>,
     /// A failure read in the same batch as chunks before it: returned once those are handed out.
-    failed: Option<Failure>,
+    failed: Option<Box<Failure>>,
     done: bool,
     fallback_model: String,
 }
@@ -219,7 +219,7 @@ impl TokenStream {
                 return Ok(Some(chunk));
             }
             if let Some(failure) = self.failed.take() {
-                return Err(failure);
+                return Err(*failure);
             }
             if self.done {
                 return Ok(None);
@@ -247,7 +247,7 @@ impl TokenStream {
                     Ok(Some(chunk)) => self.pending.push_back(chunk),
                     Ok(None) => {}
                     Err(failure) => {
-                        self.failed = Some(failure);
+                        self.failed = Some(Box::new(failure));
                         break;
                     }
                 }
