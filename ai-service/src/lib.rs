@@ -25,8 +25,6 @@ pub mod metrics;
 pub mod provider;
 pub mod service;
 pub mod task;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use config::{
     CacheConfig, Config, Limits, ProviderConfig, ProviderKind, RetryPolicy, Timeouts,

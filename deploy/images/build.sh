@@ -32,11 +32,10 @@ log() { echo "images: $*" >&2; }
 mb() { awk '{printf "%.1f MB", $1/1e6}'; }
 
 if [ "${SKIP_CARGO:-0}" != 1 ]; then
-    log "cargo build --release --workspace --bins --exclude fake-providers"
-    cargo build --release --workspace --bins --exclude fake-providers
-    # On its own: it turns on ai-service's `testing` feature, which must not reach the services.
-    log "cargo build --release -p fake-providers"
-    cargo build --release -p fake-providers
+    # The services, the all-in-one binary and the fake-providers fixture in one build (the fixture
+    # depends on no service, so nothing of it reaches them).
+    log "cargo build --release --workspace --bins"
+    cargo build --release --workspace --bins
 fi
 for svc in "${SERVICES[@]}" "${FIXTURES[@]}"; do
     [ -x "target/release/$svc" ] || { log "target/release/$svc is missing"; exit 1; }

@@ -4,10 +4,11 @@
 //! - [`vercel`], [`netlify`], [`railway`]: the deploy providers, on the shared [`server`] (request
 //!   record, scripted failures, a "hold" switch for deployments). deploy-service's test suite
 //!   starts them on loopback ports.
-//! - The Anthropic Messages API is ai-service's own fake (`ai_service::testing`, feature
-//!   `testing`); the `fake-providers` binary serves it next to the Vercel fake for the compose
-//!   end-to-end stack (`docker-compose.ci.yml`).
+//! - [`ai`]: the Anthropic Messages and OpenAI chat-completions APIs (JSON and SSE, scripted
+//!   failures), for ai-service's and the gateway's suites; the `fake-providers` binary serves it
+//!   next to the Vercel fake for the compose end-to-end stack (`docker-compose.ci.yml`).
 
+pub mod ai;
 pub mod netlify;
 pub mod railway;
 pub mod server;

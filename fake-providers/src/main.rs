@@ -1,6 +1,6 @@
 //! `fake-providers`: the Anthropic Messages API (JSON and SSE; ai-service's fake) and the Vercel
 //! deployments API (upload by digest, create, QUEUED → BUILDING → READY one step per read) on two
-//! ports, for the compose end-to-end stack. Credentials it accepts: `ai_service::testing::KEY`
+//! ports, for the compose end-to-end stack. Credentials it accepts: `fake_providers::ai::KEY`
 //! and `fake_providers::vercel::TOKEN`.
 //!
 //!   FAKE_ANTHROPIC_ADDR   default 0.0.0.0:9001 (ANTHROPIC_BASE_URL=http://<host>:9001)
@@ -49,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let anthropic = tokio::net::TcpListener::bind(anthropic_addr)
         .await
         .map_err(|e| format!("FAKE_ANTHROPIC_ADDR: cannot listen on {anthropic_addr}: {e}"))?;
-    let anthropic = ai_service::testing::FakeProvider::start_on(anthropic);
+    let anthropic = fake_providers::ai::FakeProvider::start_on(anthropic);
     let vercel = std::net::TcpListener::bind(vercel_addr)
         .map_err(|e| format!("FAKE_VERCEL_ADDR: cannot listen on {vercel_addr}: {e}"))?;
     let vercel = FakeServer::start_on(vercel, VercelState::default(), vercel_with_health);

@@ -94,9 +94,9 @@ fn runtime() -> anyhow::Result<Runtime> {
 fn provider() -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
-        let fake = ai_service::testing::FakeProvider::start().await;
+        let fake = fake_providers::ai::FakeProvider::start().await;
         println!("PROVIDER_URL={}", fake.url());
-        println!("PROVIDER_KEY={}", ai_service::testing::KEY);
+        println!("PROVIDER_KEY={}", fake_providers::ai::KEY);
         std::future::pending::<()>().await;
     });
     Ok(())

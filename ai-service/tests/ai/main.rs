@@ -2,7 +2,7 @@
 //! speaking the real wire formats, real SQLite / PostgreSQL / Redis.
 
 mod cache;
-use ai_service::testing as fake_provider;
+use fake_providers::ai as fake_provider;
 mod helpers;
 mod operations;
 mod retries;

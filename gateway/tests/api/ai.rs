@@ -1,7 +1,7 @@
 //! `/api/ai` end to end: HTTP to the real gateway, gRPC to the real ai-service, HTTP from there to
 //! a fake AI provider speaking the Anthropic and OpenAI wire formats.
 
-pub use ai_service::testing as fake_provider;
+pub use fake_providers::ai as fake_provider;
 
 use std::time::{Duration, Instant};
 

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ai_service::testing::{FakeProvider, KEY, Reply};
 use ai_service::{ProviderConfig, RetryPolicy, Timeouts};
+use fake_providers::ai::{FakeProvider, KEY, Reply};
 use serde_json::{Value, json};
 use service_runtime::testing::{TempDir, fresh_sqlite_url};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -21,7 +21,7 @@ use service_runtime::telemetry::{Settings, Telemetry};
 use service_runtime::testing::{TempDir, fresh_sqlite_url};
 
 use crate::helpers::*;
-use ai_service::testing::{ANTHROPIC_INPUT, ANTHROPIC_MODEL, FakeProvider, KEY};
+use fake_providers::ai::{ANTHROPIC_INPUT, ANTHROPIC_MODEL, FakeProvider, KEY};
 
 /// A span as the collector received it.
 #[derive(Debug, Clone)]

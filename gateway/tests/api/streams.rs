@@ -6,7 +6,7 @@
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-use ai_service::testing::Reply;
+use fake_providers::ai::Reply;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 
