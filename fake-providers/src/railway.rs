@@ -38,6 +38,15 @@ pub fn start() -> FakeRailway {
 }
 
 impl FakeServer<RailwayState> {
+    /// The bodies of the GraphQL requests whose query names `operation`.
+    pub fn operations(&self, operation: &str) -> Vec<serde_json::Value> {
+        self.requests()
+            .iter()
+            .map(crate::server::Recorded::json)
+            .filter(|r| r["query"].as_str().is_some_and(|q| q.contains(operation)))
+            .collect()
+    }
+
     pub fn api_url(&self) -> String {
         format!("{}/graphql/v2", self.url())
     }

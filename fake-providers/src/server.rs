@@ -122,12 +122,17 @@ impl<S: Send + 'static> FakeServer<S> {
         self.script.lock().unwrap().requests.clone()
     }
 
-    /// Requests with `method` whose path starts with `prefix`.
-    pub fn count(&self, method: &str, prefix: &str) -> usize {
+    /// The requests with `method` whose path starts with `prefix`, in order.
+    pub fn matching(&self, method: &str, prefix: &str) -> Vec<Recorded> {
         self.requests()
-            .iter()
+            .into_iter()
             .filter(|r| r.method == method && r.path.starts_with(prefix))
-            .count()
+            .collect()
+    }
+
+    /// How many requests have `method` and a path starting with `prefix`.
+    pub fn count(&self, method: &str, prefix: &str) -> usize {
+        self.matching(method, prefix).len()
     }
 
     /// The next request matching (method, path prefix) is answered with `status`.

@@ -1,8 +1,6 @@
 //! `/api/deploy` and `/api/deployments` through the gateway, against the real project-service
 //! and deploy-service (in-process) and stand-ins for Vercel, Netlify and Railway.
 
-mod providers;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -12,7 +10,9 @@ use serde_json::{Value, json};
 use service_runtime::testing::{TempDir, fresh_sqlite_url};
 
 use crate::helpers::*;
-use providers::{FakeNetlify, FakeRailway, FakeVercel};
+use fake_providers::netlify::{self as fake_netlify, FakeNetlify};
+use fake_providers::railway::{self as fake_railway, FakeRailway};
+use fake_providers::vercel::{self as fake_vercel, FakeVercel};
 
 /// The gateway in front of project-service and deploy-service, and the fake providers.
 struct DeployStack {
@@ -37,22 +37,22 @@ impl DeployStack {
     ) -> Self {
         let project = ProjectService::start(Db::Sqlite).await;
         let (vercel, netlify, railway) = (
-            providers::vercel(),
-            providers::netlify(),
-            providers::railway(),
+            fake_vercel::start(),
+            fake_netlify::start(),
+            fake_railway::start(),
         );
         let (database_url, dir) = fresh_sqlite_url();
         let mut config = deploy_service::Config::with_database_url(database_url);
         config.project_service_url = project.url();
         config.vercel.api_url = vercel.url();
-        config.vercel.token = Some(SecretString::from(providers::VERCEL_TOKEN));
+        config.vercel.token = Some(SecretString::from(fake_vercel::TOKEN));
         config.netlify.api_url = netlify.api_url();
-        config.netlify.token = Some(SecretString::from(providers::NETLIFY_TOKEN));
+        config.netlify.token = Some(SecretString::from(fake_netlify::TOKEN));
         config.railway.api_url = railway.api_url();
-        config.railway.token = Some(SecretString::from(providers::RAILWAY_TOKEN));
-        config.railway.project_id = Some(providers::RAILWAY_PROJECT.into());
-        config.railway.environment_id = Some(providers::RAILWAY_ENVIRONMENT.into());
-        config.railway.service_id = Some(providers::RAILWAY_SERVICE.into());
+        config.railway.token = Some(SecretString::from(fake_railway::TOKEN));
+        config.railway.project_id = Some(fake_railway::PROJECT.into());
+        config.railway.environment_id = Some(fake_railway::ENVIRONMENT.into());
+        config.railway.service_id = Some(fake_railway::SERVICE.into());
         config.retry.attempts = 2;
         config.retry.initial_backoff = Duration::from_millis(20);
         config.retry.request_timeout = Duration::from_secs(5);
@@ -301,7 +301,11 @@ async fn a_deploy_to_each_provider_reaches_ready_with_its_url() {
             "https://autocrea-",
         ),
         ("netlify", json!({}), "https://site-"),
-        ("railway", json!({"PORT": "8080"}), "https://web-gw-1"),
+        (
+            "railway",
+            json!({"PORT": "8080"}),
+            "https://web-production-1",
+        ),
     ] {
         let deployment = stack
             .deploy(
