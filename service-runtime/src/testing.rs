@@ -7,6 +7,49 @@ use sqlx::AnyConnection;
 use sqlx::Connection;
 use sqlx::any::install_default_drivers;
 
+/// `message` sent as `user` (the `x-user-id` metadata the gateway sets), for calling a
+/// service's gRPC server directly.
+pub fn as_user<T>(user: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        crate::grpc::USER_ID,
+        user.parse().expect("an ASCII user id"),
+    );
+    request
+}
+
+/// Asserts `result` failed with `code`, returning the status.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+) -> tonic::Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got success: {value:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
+}
+
+/// Asserts `result` failed with INVALID_ARGUMENT carrying one field violation of `field`.
+#[track_caller]
+pub fn expect_invalid<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    field: &str,
+) -> tonic::Status {
+    use tonic_types::StatusExt;
+    let status = expect_code(result, tonic::Code::InvalidArgument);
+    let bad = status
+        .get_details_bad_request()
+        .unwrap_or_else(|| panic!("no BadRequest details in {status:?}"));
+    assert_eq!(bad.field_violations.len(), 1, "{bad:?}");
+    assert_eq!(bad.field_violations[0].field, field, "{bad:?}");
+    assert!(!bad.field_violations[0].description.is_empty());
+    status
+}
+
 /// The value of a variable the suite needs, or a panic that says how to get it.
 pub fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {

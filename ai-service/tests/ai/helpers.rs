@@ -1,5 +1,6 @@
 //! Starting the real ai-service against the fake provider, and talking to it over gRPC.
 
+pub use service_runtime::testing::as_user;
 use std::time::Duration;
 
 use ai_service::{Config, ProviderConfig, RetryPolicy, Timeouts};
@@ -90,15 +91,6 @@ pub async fn spawn(config: Config, data: Option<TempDir>) -> TestApp {
 pub async fn spawn_with(provider: Option<ProviderConfig>) -> TestApp {
     let (config, dir) = sqlite_config(provider);
     spawn(config, Some(dir)).await
-}
-
-/// A request from `user`.
-pub fn as_user<T>(user: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("x-user-id", user.parse().expect("ascii user"));
-    request
 }
 
 /// A request from [`USER`].

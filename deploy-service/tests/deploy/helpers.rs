@@ -1,6 +1,7 @@
 //! `TestApp`: the real project-service and deploy-service running in-process on loopback ports,
 //! deploy-service on a fresh database and configured against the fake providers.
 
+pub use service_runtime::testing::{as_user, expect_code};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -10,13 +11,13 @@ use autocrea_proto::project::v1 as project_pb;
 use autocrea_proto::project::v1::project_service_client::ProjectServiceClient;
 use deploy_service::Config;
 use secrecy::SecretString;
-use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, USER_ID, channel};
+use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, channel};
 use service_runtime::testing::{TempDir, fresh_postgres_url, fresh_sqlite_url};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
+use tonic::Status;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
 
 use crate::{fake_netlify, fake_railway, fake_vercel};
 
@@ -371,27 +372,6 @@ pub fn request(project: &str, provider: &str) -> pb::CreateDeploymentRequest {
         project_id: project.to_string(),
         provider: provider.to_string(),
         ..Default::default()
-    }
-}
-
-/// `message` sent as `user` (the `x-user-id` metadata the gateway sets).
-pub fn as_user<T>(user: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert(USER_ID, user.parse().expect("ascii user id"));
-    request
-}
-
-/// Asserts `result` failed with `code`, returning the status.
-#[track_caller]
-pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
-    match result {
-        Ok(value) => panic!("expected {code:?}, got success: {value:?}"),
-        Err(status) => {
-            assert_eq!(status.code(), code, "unexpected status: {status:?}");
-            status
-        }
     }
 }
 

@@ -1,16 +1,16 @@
 //! `TestApp`: one running project-service on a fresh database, and request helpers.
 
+pub use service_runtime::testing::{as_user, expect_code, expect_invalid};
 use std::net::SocketAddr;
 
 use autocrea_proto::project::v1 as pb;
 use autocrea_proto::project::v1::project_service_client::ProjectServiceClient;
 use project_service::Config;
-use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, USER_ID, channel};
+use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, channel};
 use service_runtime::testing::{TempDir, fresh_postgres_url, fresh_sqlite_url};
 use tokio::sync::oneshot;
+use tonic::Status;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
-use tonic_types::StatusExt;
 
 /// The database engine a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,38 +168,4 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
-}
-
-/// `message` sent as `user` (the `x-user-id` metadata the gateway sets).
-pub fn as_user<T>(user: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert(USER_ID, user.parse().expect("ascii user id"));
-    request
-}
-
-/// Asserts `result` failed with `code`, returning the status.
-#[track_caller]
-pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
-    match result {
-        Ok(value) => panic!("expected {code:?}, got success: {value:?}"),
-        Err(status) => {
-            assert_eq!(status.code(), code, "unexpected status: {status:?}");
-            status
-        }
-    }
-}
-
-/// Asserts `result` failed with INVALID_ARGUMENT carrying one field violation of `field`.
-#[track_caller]
-pub fn expect_invalid<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) -> Status {
-    let status = expect_code(result, Code::InvalidArgument);
-    let bad = status
-        .get_details_bad_request()
-        .unwrap_or_else(|| panic!("no BadRequest details in {status:?}"));
-    assert_eq!(bad.field_violations.len(), 1, "{bad:?}");
-    assert_eq!(bad.field_violations[0].field, field, "{bad:?}");
-    assert!(!bad.field_violations[0].description.is_empty());
-    status
 }
