@@ -309,6 +309,16 @@ impl ApiError {
                 };
                 Self::unavailable(detail, retry_after.unwrap_or(1))
             }
+            // A stream reset by a service that went away (killed or restarted with the call in
+            // flight) arrives as CANCELLED from the local transport: the service is unavailable,
+            // not slow. A CANCELLED the service sent itself, or a deadline, is a timeout.
+            Code::Cancelled if std::error::Error::source(status).is_some() => {
+                tracing::warn!(service, grpc_message = message, "downstream call cut");
+                Self::unavailable(
+                    format!("{service} is unavailable right now; try again shortly"),
+                    retry_after.unwrap_or(1),
+                )
+            }
             Code::DeadlineExceeded | Code::Cancelled => {
                 tracing::warn!(service, grpc_message = message, "downstream timed out");
                 Self::new(
@@ -407,3 +417,34 @@ impl ResponseError for ApiError {
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tonic::{Code, Status};
+
+    use super::*;
+
+    #[test]
+    fn a_call_cut_by_a_vanished_service_is_503_and_a_deadline_504() {
+        let mut cut = Status::new(Code::Cancelled, "h2 protocol error: stream reset");
+        cut.set_source(Arc::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert_eq!(
+            ApiError::from_status(&cut, "project-service").status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let sent = Status::new(Code::Cancelled, "the service gave up");
+        assert_eq!(
+            ApiError::from_status(&sent, "project-service").status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        let deadline = Status::new(Code::DeadlineExceeded, "timeout expired");
+        assert_eq!(
+            ApiError::from_status(&deadline, "project-service").status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+    }
+}
