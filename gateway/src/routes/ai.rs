@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError, web};
 use autocrea_proto::ai::v1 as pb;
 use bytes::Bytes;
 use futures::Stream;
@@ -704,7 +704,6 @@ fn chat_frame(e: pb::ChatStreamEvent) -> Option<Frame> {
     ),
     security(("bearer" = []))
 )]
-#[post("/generate")]
 pub async fn generate(
     state: web::Data<AppState>,
     caller: Caller,
@@ -741,7 +740,6 @@ pub async fn generate(
     ),
     security(("bearer" = []))
 )]
-#[post("/explain")]
 pub async fn explain(
     state: web::Data<AppState>,
     caller: Caller,
@@ -782,7 +780,6 @@ pub async fn explain(
     ),
     security(("bearer" = []))
 )]
-#[post("/fix")]
 pub async fn fix(
     state: web::Data<AppState>,
     caller: Caller,
@@ -823,7 +820,6 @@ pub async fn fix(
     ),
     security(("bearer" = []))
 )]
-#[post("/refactor")]
 pub async fn refactor(
     state: web::Data<AppState>,
     caller: Caller,
@@ -866,7 +862,6 @@ pub async fn refactor(
     ),
     security(("bearer" = []))
 )]
-#[post("/complete")]
 pub async fn complete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -912,7 +907,6 @@ pub async fn complete(
     ),
     security(("bearer" = []))
 )]
-#[post("/chat")]
 pub async fn chat(
     state: web::Data<AppState>,
     caller: Caller,
@@ -953,7 +947,6 @@ pub async fn chat(
     ),
     security(("bearer" = []))
 )]
-#[get("/usage")]
 pub async fn usage(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
     let timing = Timing::start();
     let mut client = state.downstream.ai.clone();
@@ -972,11 +965,11 @@ pub async fn usage(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
 
 /// Registers the routes of this module on the `/api/ai` scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(generate)
-        .service(explain)
-        .service(fix)
-        .service(refactor)
-        .service(complete)
-        .service(chat)
-        .service(usage);
+    cfg.service(web::resource("/generate").post(generate))
+        .service(web::resource("/explain").post(explain))
+        .service(web::resource("/fix").post(fix))
+        .service(web::resource("/refactor").post(refactor))
+        .service(web::resource("/complete").post(complete))
+        .service(web::resource("/chat").post(chat))
+        .service(web::resource("/usage").get(usage));
 }

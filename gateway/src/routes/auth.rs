@@ -1,7 +1,7 @@
 //! `/api/auth`: personal API keys and who the caller is. Managing keys takes a session token: a
 //! key cannot create, list or revoke keys, so a leaked key cannot mint more.
 
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
@@ -135,7 +135,6 @@ fn validate(body: CreateKey) -> ApiResult<(String, Scopes, Option<u32>)> {
     ),
     security(("bearer" = []))
 )]
-#[post("/keys")]
 pub async fn create_key(
     state: web::Data<AppState>,
     caller: Caller,
@@ -173,7 +172,6 @@ pub async fn create_key(
     ),
     security(("bearer" = []))
 )]
-#[get("/keys")]
 pub async fn list_keys(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
     require_session(&caller)?;
     let items = state
@@ -195,7 +193,6 @@ pub async fn list_keys(state: web::Data<AppState>, caller: Caller) -> ApiResult<
     ),
     security(("bearer" = []))
 )]
-#[delete("/keys/{id}")]
 pub async fn revoke_key(
     state: web::Data<AppState>,
     caller: Caller,
@@ -223,7 +220,6 @@ pub async fn revoke_key(
     responses((status = 200, description = "The caller", body = Me)),
     security(("bearer" = []))
 )]
-#[get("/me")]
 pub async fn me(caller: Caller) -> HttpResponse {
     let (key_id, scopes) = match &caller.method {
         AuthMethod::Jwt => (None, Scopes::full().list()),
@@ -248,8 +244,7 @@ pub struct AuthApi;
 
 /// Registers the routes of this module on the `/api/auth` scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(create_key)
-        .service(list_keys)
-        .service(revoke_key)
-        .service(me);
+    cfg.service(web::resource("/keys").post(create_key).get(list_keys))
+        .service(web::resource("/keys/{id}").delete(revoke_key))
+        .service(web::resource("/me").get(me));
 }

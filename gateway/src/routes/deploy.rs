@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName};
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use autocrea_proto::deploy::v1 as pb;
 use bytes::Bytes;
 use futures::Stream;
@@ -252,7 +252,6 @@ fn accepted(deployment: pb::Deployment) -> HttpResponse {
     ),
     security(("bearer" = []))
 )]
-#[post("")]
 pub async fn create_deployment(
     state: web::Data<AppState>,
     caller: Caller,
@@ -307,7 +306,6 @@ pub async fn create_deployment(
     ),
     security(("bearer" = []))
 )]
-#[get("")]
 pub async fn list_deployments(
     state: web::Data<AppState>,
     caller: Caller,
@@ -344,7 +342,6 @@ pub async fn list_deployments(
     ),
     security(("bearer" = []))
 )]
-#[get("/{id}")]
 pub async fn get_deployment(
     state: web::Data<AppState>,
     caller: Caller,
@@ -380,7 +377,6 @@ pub async fn get_deployment(
     ),
     security(("bearer" = []))
 )]
-#[get("/{id}/events")]
 pub async fn deployment_events(
     state: web::Data<AppState>,
     caller: Caller,
@@ -487,7 +483,6 @@ fn event_stream(
     ),
     security(("bearer" = []))
 )]
-#[post("/{id}/cancel")]
 pub async fn cancel_deployment(
     state: web::Data<AppState>,
     caller: Caller,
@@ -520,7 +515,6 @@ pub async fn cancel_deployment(
     ),
     security(("bearer" = []))
 )]
-#[post("/{id}/rollback")]
 pub async fn rollback_deployment(
     state: web::Data<AppState>,
     caller: Caller,
@@ -542,14 +536,14 @@ pub async fn rollback_deployment(
 
 /// Registers the routes under `/api/deploy`.
 pub fn configure_deploy(cfg: &mut web::ServiceConfig) {
-    cfg.service(create_deployment);
+    cfg.service(web::resource("").post(create_deployment));
 }
 
 /// Registers the routes under `/api/deployments`.
 pub fn configure_deployments(cfg: &mut web::ServiceConfig) {
-    cfg.service(list_deployments)
-        .service(deployment_events)
-        .service(cancel_deployment)
-        .service(rollback_deployment)
-        .service(get_deployment);
+    cfg.service(web::resource("").get(list_deployments))
+        .service(web::resource("/{id}/events").get(deployment_events))
+        .service(web::resource("/{id}/cancel").post(cancel_deployment))
+        .service(web::resource("/{id}/rollback").post(rollback_deployment))
+        .service(web::resource("/{id}").get(get_deployment));
 }

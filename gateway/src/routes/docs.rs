@@ -1,7 +1,7 @@
 //! The OpenAPI document, generated from the handlers, and a docs page that renders it with no
 //! network access (no CDN scripts).
 
-use actix_web::{HttpResponse, get};
+use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -69,13 +69,11 @@ pub fn document() -> utoipa::openapi::OpenApi {
 }
 
 /// The OpenAPI 3.1 document of this API.
-#[get("/openapi.json")]
 pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().json(document())
 }
 
 /// A human-readable rendering of `/openapi.json`.
-#[get("/docs")]
 pub async fn docs_page() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

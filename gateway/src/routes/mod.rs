@@ -1,10 +1,13 @@
 //! HTTP routes. Each module owns one route group; [`configure`] mounts them all, each `/api/*`
-//! scope behind [`crate::guard::guard`] with its rate-limit group.
+//! scope behind [`crate::guard::guard`] with its rate-limit group, and answers a known path with
+//! a method it does not serve with 405 and `Allow`.
 
 use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::{StatusCode, header};
 use actix_web::middleware::{Next, from_fn};
-use actix_web::{HttpRequest, HttpResponse, mime, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, mime, web};
 
 use crate::guard::guard;
 use crate::limits::RouteGroup;
@@ -19,6 +22,13 @@ pub mod projects;
 pub mod sandbox;
 
 /// Mounts every route, and the JSON, query and path error handling, on an app.
+///
+/// Every path is one actix resource holding the routes of all its methods, so a method the path
+/// does not serve gets actix's 405 with an `Allow` header derived from those routes (see
+/// [`method_not_allowed`]); an unknown path gets 404. Under `/api` the guard runs first: a wrong
+/// method is answered 405 only to an authenticated caller within the group's rate limit, and
+/// otherwise gets the guard's 401/403/429 like any other request there, so that nobody learns the
+/// route table without credentials and every request counts against the budget.
 pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -30,54 +40,100 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .app_data(web::PayloadConfig::default().limit(max_body_bytes))
     .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
     .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()))
-    .service(health::health)
-    .service(health::ready)
-    .service(health::metrics)
-    .service(docs::openapi_json)
-    .service(docs::docs_page)
     .service(
-        web::scope("/api/projects")
-            .wrap(from_fn(|req, next: Next<BoxBody>| {
-                guard(RouteGroup::Api, req, next)
-            }))
-            .configure(projects::configure),
+        web::resource("/health")
+            .get(health::health)
+            .wrap(from_fn(method_not_allowed)),
     )
     .service(
-        web::scope("/api/auth")
-            .wrap(from_fn(|req, next: Next<BoxBody>| {
-                guard(RouteGroup::Auth, req, next)
-            }))
-            .configure(auth::configure),
+        web::resource("/ready")
+            .get(health::ready)
+            .wrap(from_fn(method_not_allowed)),
     )
     .service(
-        web::scope("/api/ai")
-            .wrap(from_fn(|req, next: Next<BoxBody>| {
-                guard(RouteGroup::Ai, req, next)
-            }))
-            .configure(ai::configure),
+        web::resource("/metrics")
+            .get(health::metrics)
+            .wrap(from_fn(method_not_allowed)),
     )
     .service(
-        web::scope("/api/sandbox")
-            .wrap(from_fn(|req, next: Next<BoxBody>| {
-                guard(RouteGroup::Sandbox, req, next)
-            }))
-            .configure(sandbox::configure),
+        web::resource("/openapi.json")
+            .get(docs::openapi_json)
+            .wrap(from_fn(method_not_allowed)),
     )
     .service(
-        web::scope("/api/deploy")
-            .wrap(from_fn(|req, next: Next<BoxBody>| {
-                guard(RouteGroup::Deploy, req, next)
+        web::resource("/docs")
+            .get(docs::docs_page)
+            .wrap(from_fn(method_not_allowed)),
+    );
+    api_scope(cfg, "/api/projects", RouteGroup::Api, projects::configure);
+    api_scope(cfg, "/api/auth", RouteGroup::Auth, auth::configure);
+    api_scope(cfg, "/api/ai", RouteGroup::Ai, ai::configure);
+    api_scope(cfg, "/api/sandbox", RouteGroup::Sandbox, sandbox::configure);
+    api_scope(
+        cfg,
+        "/api/deploy",
+        RouteGroup::Deploy,
+        deploy::configure_deploy,
+    );
+    api_scope(
+        cfg,
+        "/api/deployments",
+        RouteGroup::Deploy,
+        deploy::configure_deployments,
+    );
+    cfg.default_service(web::to(not_found));
+}
+
+/// Mounts the routes of one `/api` group under `path`, behind the guard of `group`.
+fn api_scope(
+    cfg: &mut web::ServiceConfig,
+    path: &str,
+    group: RouteGroup,
+    routes: fn(&mut web::ServiceConfig),
+) {
+    cfg.service(
+        web::scope(path)
+            .wrap(from_fn(method_not_allowed))
+            // Registered last, so it runs first: see `configure` on 405 after authentication.
+            .wrap(from_fn(move |req, next: Next<BoxBody>| {
+                guard(group, req, next)
             }))
-            .configure(deploy::configure_deploy),
-    )
-    .service(
-        web::scope("/api/deployments")
-            .wrap(from_fn(|req, next: Next<BoxBody>| {
-                guard(RouteGroup::Deploy, req, next)
-            }))
-            .configure(deploy::configure_deployments),
-    )
-    .default_service(web::to(not_found));
+            .configure(routes),
+    );
+}
+
+/// Answers a method the resource does not serve with a 405 problem. actix has already answered
+/// it with an empty 405 whose `Allow` lists the methods of the resource's routes; this keeps that
+/// header and gives the body every other error has.
+async fn method_not_allowed(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let response = next.call(req).await?;
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return Ok(response);
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let (req, _) = response.into_parts();
+    let allowed = allow
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let error = ApiError::custom(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!(
+            "{} is not a method of {}; it answers {allowed}",
+            req.method(),
+            req.path()
+        ),
+    );
+    let mut response = error.error_response();
+    if let Some(allow) = allow {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
+    Ok(ServiceResponse::new(req, response))
 }
 
 async fn not_found(req: HttpRequest) -> ApiError {

@@ -1,7 +1,7 @@
 //! `/api/projects`: projects and their files, owner-scoped, backed by project-service.
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use autocrea_proto::project::v1 as pb;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -236,7 +236,6 @@ fn project_response(status: actix_web::http::StatusCode, project: pb::Project) -
     ),
     security(("bearer" = []))
 )]
-#[post("")]
 pub async fn create_project(
     state: web::Data<AppState>,
     caller: Caller,
@@ -273,7 +272,6 @@ pub async fn create_project(
     ),
     security(("bearer" = []))
 )]
-#[get("")]
 pub async fn list_projects(
     state: web::Data<AppState>,
     caller: Caller,
@@ -309,7 +307,6 @@ pub async fn list_projects(
     ),
     security(("bearer" = []))
 )]
-#[get("/{id}")]
 pub async fn get_project(
     state: web::Data<AppState>,
     caller: Caller,
@@ -343,7 +340,6 @@ pub async fn get_project(
     ),
     security(("bearer" = []))
 )]
-#[patch("/{id}")]
 pub async fn update_project(
     state: web::Data<AppState>,
     caller: Caller,
@@ -400,7 +396,6 @@ pub async fn update_project(
     ),
     security(("bearer" = []))
 )]
-#[delete("/{id}")]
 pub async fn delete_project(
     state: web::Data<AppState>,
     caller: Caller,
@@ -429,7 +424,6 @@ pub async fn delete_project(
     ),
     security(("bearer" = []))
 )]
-#[get("/{id}/files")]
 pub async fn list_files(
     state: web::Data<AppState>,
     caller: Caller,
@@ -473,7 +467,6 @@ pub async fn list_files(
     ),
     security(("bearer" = []))
 )]
-#[put("/{id}/files/{path:.*}")]
 pub async fn put_file(
     state: web::Data<AppState>,
     caller: Caller,
@@ -525,7 +518,6 @@ pub async fn put_file(
     ),
     security(("bearer" = []))
 )]
-#[get("/{id}/files/{path:.*}")]
 pub async fn get_file(
     state: web::Data<AppState>,
     caller: Caller,
@@ -557,7 +549,6 @@ pub async fn get_file(
     ),
     security(("bearer" = []))
 )]
-#[delete("/{id}/files/{path:.*}")]
 pub async fn delete_file(
     state: web::Data<AppState>,
     caller: Caller,
@@ -575,15 +566,21 @@ pub async fn delete_file(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Registers the routes of this module on the `/api/projects` scope.
+/// Registers the routes of this module on the `/api/projects` scope: one resource per path, so
+/// that a method the path does not serve gets 405 with `Allow`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(create_project)
-        .service(list_projects)
-        .service(list_files)
-        .service(put_file)
-        .service(get_file)
-        .service(delete_file)
-        .service(get_project)
-        .service(update_project)
-        .service(delete_project);
+    cfg.service(web::resource("").post(create_project).get(list_projects))
+        .service(web::resource("/{id}/files").get(list_files))
+        .service(
+            web::resource("/{id}/files/{path:.*}")
+                .put(put_file)
+                .get(get_file)
+                .delete(delete_file),
+        )
+        .service(
+            web::resource("/{id}")
+                .get(get_project)
+                .patch(update_project)
+                .delete(delete_project),
+        );
 }

@@ -2,7 +2,7 @@
 //! stream of output events.
 
 use actix_web::http::header::{self, HeaderName};
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use autocrea_proto::sandbox::v1 as pb;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
@@ -180,7 +180,6 @@ fn grpc_error(status: tonic::Status) -> ApiError {
     ),
     security(("bearer" = []))
 )]
-#[post("/execute")]
 pub async fn execute(
     state: web::Data<AppState>,
     caller: Caller,
@@ -271,7 +270,6 @@ fn events(
     ),
     security(("bearer" = []))
 )]
-#[get("/languages")]
 pub async fn languages(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
     let list = state
         .downstream
@@ -305,5 +303,6 @@ pub struct SandboxApi;
 
 /// Registers the routes of this module on the `/api/sandbox` scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(execute).service(languages);
+    cfg.service(web::resource("/execute").post(execute))
+        .service(web::resource("/languages").get(languages));
 }
