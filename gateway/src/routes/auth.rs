@@ -130,7 +130,7 @@ fn validate(body: CreateKey) -> ApiResult<(String, Scopes, Option<u32>)> {
         (status = 201, description = "Created; `key` is shown only now", body = CreatedKey),
         (status = 400, description = "Invalid input", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Called with an API key", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Too many keys", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The caller already has the most keys allowed (50); revoke one first", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Auth rate limit (5 / 15 min)", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -148,7 +148,8 @@ pub async fn create_key(
         .await
         .map_err(ApiError::internal)?;
     if count >= MAX_KEYS_PER_USER {
-        return Err(ApiError::unprocessable(format!(
+        // A conflict with the caller's keys as they are, which revoking one resolves.
+        return Err(ApiError::conflict(format!(
             "you already have {count} keys, the most allowed; revoke one first"
         )));
     }
