@@ -8,6 +8,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::auth::{AuthMethod, Caller};
 use crate::keys::{ApiKey, Scope, Scopes};
 use crate::problem::{ApiError, ApiResult, FieldError};
+use crate::routes::schema;
 use crate::state::AppState;
 
 /// Live keys one user may hold.
@@ -20,11 +21,15 @@ const MAX_EXPIRY_DAYS: u32 = 3650;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateKey {
     /// A name to recognise the key by, 1 to 100 characters.
+    #[schema(value_type = schema::KeyName)]
     pub name: String,
     /// Days until the key stops working (1 to 3650); never, when absent.
+    #[serde(default, deserialize_with = "crate::routes::whole_number")]
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<i64>,
     /// What the key may do; everything (`write`, `ai`, `sandbox`, `deploy`) when absent.
     /// `read` alone makes a read-only key.
+    #[schema(value_type = Option<Vec<Scope>>, min_items = 1)]
     pub scopes: Option<Vec<String>>,
 }
 
@@ -186,7 +191,7 @@ pub async fn list_keys(state: web::Data<AppState>, caller: Caller) -> ApiResult<
 /// Revoke an API key at once, on every gateway.
 #[utoipa::path(
     delete, path = "/api/auth/keys/{id}", tag = "auth",
-    params(("id" = String, Path, description = "Key id")),
+    params(("id" = schema::KeyId, Path, description = "Key id")),
     responses(
         (status = 204, description = "Revoked"),
         (status = 403, description = "Called with an API key", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -238,7 +243,7 @@ pub async fn me(caller: Caller) -> HttpResponse {
 #[derive(OpenApi)]
 #[openapi(
     paths(create_key, list_keys, revoke_key, me),
-    components(schemas(ApiKey, Scope)),
+    components(schemas(ApiKey, Scope, schema::KeyId)),
     tags((name = "auth", description = "Personal API keys and the caller's identity"))
 )]
 pub struct AuthApi;

@@ -18,7 +18,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::auth::Caller;
 use crate::downstream::request;
 use crate::problem::{ApiError, ApiResult, FieldError};
-use crate::routes::timestamp;
+use crate::routes::{schema, timestamp};
 use crate::sse;
 use crate::state::AppState;
 
@@ -41,7 +41,13 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
         cancel_deployment,
         rollback_deployment
     ),
-    components(schemas(Deployment, CreateDeployment, DeploymentPage, DeploymentEvent)),
+    components(schemas(
+        Deployment,
+        CreateDeployment,
+        DeploymentPage,
+        DeploymentEvent,
+        schema::DeploymentId
+    )),
     tags((name = "deployments", description = "Ship projects to Vercel, Netlify or Railway and follow them"))
 )]
 pub struct DeployApi;
@@ -102,7 +108,7 @@ impl From<pb::Deployment> for Deployment {
 }
 
 /// Body of `POST /api/deploy`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateDeployment {
     /// The project to ship; must be the caller's.
@@ -116,6 +122,76 @@ pub struct CreateDeployment {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
 }
+
+// By hand: what `env` may hold depends on `provider`, one schema for each. The rules are
+// deploy-service's (`Provider`, `Target`, `EnvVars`).
+impl utoipa::PartialSchema for CreateDeployment {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::Ref;
+        use utoipa::openapi::schema::{
+            AdditionalProperties, ObjectBuilder, OneOfBuilder, SchemaType, Type,
+        };
+        let variant = |providers: &[&str], env: ObjectBuilder| {
+            ObjectBuilder::new()
+                .property(
+                    "projectId",
+                    Ref::from_schema_name(schema::ProjectId::name()),
+                )
+                .required("projectId")
+                .property(
+                    "provider",
+                    schema::one_of(providers).description(Some(
+                        "`vercel`, `netlify` or `railway` (also in upper case)",
+                    )),
+                )
+                .required("provider")
+                .property(
+                    "target",
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                        .enum_values(Some([
+                            serde_json::json!("production"),
+                            serde_json::json!("preview"),
+                            serde_json::Value::Null,
+                        ]))
+                        .description(Some("`production` (the default) or `preview`")),
+                )
+                .property("env", env)
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        let env = |most: usize| {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(
+                    "Environment variables set on the provider's project before the build: at \
+                     most 100, names of letters, digits and `_` not starting with a digit (at \
+                     most 256), values of at most 64 KiB. Not for Netlify, which serves the \
+                     files as they are.",
+                ))
+                .max_properties(Some(most))
+                .property_names(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^[A-Za-z_][A-Za-z0-9_]{0,255}$")),
+                ))
+                .additional_properties(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .max_length(Some(64 * 1024)),
+                ))
+        };
+        OneOfBuilder::new()
+            .description(Some(
+                "Body of `POST /api/deploy`: the caller's project to ship, where, and the \
+                 environment of its build.",
+            ))
+            .item(variant(&["vercel", "railway"], env(100)))
+            .item(variant(&["netlify"], env(0)))
+            .into()
+    }
+}
+
+impl ToSchema for CreateDeployment {}
 
 /// One page of deployments, newest first.
 #[derive(Debug, Serialize, ToSchema)]
@@ -133,13 +209,15 @@ pub struct DeploymentPage {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only deployments of this project.
+    /// Only deployments of this project (a project id; leave it out for all of them).
+    #[param(format = "uuid")]
     pub project_id: Option<String>,
     /// Page size, 1 to 100 (default 20).
     #[serde(default, deserialize_with = "crate::routes::deserialize_limit")]
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// `nextCursor` of the previous page.
+    /// `nextCursor` of the previous page, unchanged; absent (or empty) for the first page.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
 }
 
@@ -240,7 +318,7 @@ fn accepted(deployment: pb::Deployment) -> HttpResponse {
 #[utoipa::path(
     post, path = "/api/deploy", tag = "deployments",
     request_body = CreateDeployment,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 printable ASCII characters; a retry with the same key and body returns the same deployment")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 255, pattern = "^[!-~]*$", description = "Up to 255 printable ASCII characters without spaces; a retry with the same key and body returns the same deployment")),
     responses(
         (status = 202, description = "Accepted; `Location` names the deployment", body = Deployment),
         (status = 400, description = "Invalid input, per field", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -313,8 +391,18 @@ pub async fn list_deployments(
 ) -> ApiResult<HttpResponse> {
     let query = query.into_inner();
     let page_size = crate::routes::page_size(query.limit)?;
+    if query
+        .project_id
+        .as_ref()
+        .is_some_and(|p| p.trim().is_empty())
+    {
+        return Err(ApiError::invalid_field(
+            "projectId",
+            "must be a project id; leave it out to list the deployments of every project",
+        ));
+    }
     let message = pb::ListDeploymentsRequest {
-        project_id: query.project_id.filter(|p| !p.is_empty()),
+        project_id: query.project_id,
         page_size,
         page_token: query.cursor.unwrap_or_default(),
     };
@@ -335,7 +423,7 @@ pub async fn list_deployments(
 /// Get one deployment.
 #[utoipa::path(
     get, path = "/api/deployments/{id}", tag = "deployments",
-    params(("id" = String, Path, description = "Deployment id")),
+    params(("id" = schema::DeploymentId, Path, description = "Deployment id")),
     responses(
         (status = 200, description = "The deployment", body = Deployment),
         (status = 404, description = "No such deployment of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -368,8 +456,8 @@ pub async fn get_deployment(
 #[utoipa::path(
     get, path = "/api/deployments/{id}/events", tag = "deployments",
     params(
-        ("id" = String, Path, description = "Deployment id"),
-        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event sequence"),
+        ("id" = schema::DeploymentId, Path, description = "Deployment id"),
+        ("Last-Event-ID" = Option<i64>, Header, nullable = false, description = "Resume after this event sequence"),
     ),
     responses(
         (status = 200, description = "`text/event-stream` of `deployment` events", body = DeploymentEvent, content_type = "text/event-stream"),
@@ -474,7 +562,7 @@ fn event_stream(
 /// `canceled`.
 #[utoipa::path(
     post, path = "/api/deployments/{id}/cancel", tag = "deployments",
-    params(("id" = String, Path, description = "Deployment id")),
+    params(("id" = schema::DeploymentId, Path, description = "Deployment id")),
     responses(
         (status = 200, description = "The canceled deployment", body = Deployment),
         (status = 404, description = "No such deployment of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -507,7 +595,7 @@ pub async fn cancel_deployment(
 /// answer is a new deployment (`rollbackOf` set) that is followed like any other.
 #[utoipa::path(
     post, path = "/api/deployments/{id}/rollback", tag = "deployments",
-    params(("id" = String, Path, description = "Deployment id")),
+    params(("id" = schema::DeploymentId, Path, description = "Deployment id")),
     responses(
         (status = 202, description = "Accepted; the new deployment", body = Deployment),
         (status = 404, description = "No such deployment of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),

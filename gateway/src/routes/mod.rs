@@ -20,6 +20,7 @@ pub mod docs;
 pub mod health;
 pub mod projects;
 pub mod sandbox;
+pub mod schema;
 
 /// Mounts every route, and the JSON, query and path error handling, on an app.
 ///
@@ -199,6 +200,32 @@ where
     .transpose()
 }
 
+/// Reads an optional whole number of a JSON body as JSON Schema's `integer` means it: `3` and
+/// `3.0` alike (generated clients send either); a fraction or a value beyond `i64` is refused.
+pub fn whole_number<'de, D>(deserializer: D) -> Result<Option<i64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(n) = number.as_i64() {
+        return Ok(Some(n));
+    }
+    match number.as_f64() {
+        // `i64::MAX as f64` rounds up to 2^63, itself out of range.
+        Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => {
+            Ok(Some(f as i64))
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "expected a whole number from {} to {}, got {number}",
+            i64::MIN,
+            i64::MAX
+        ))),
+    }
+}
+
 /// The gRPC page size for a `limit` query value: 0 (the service's default) when absent, else
 /// 1 to 100.
 pub fn page_size(limit: Option<i64>) -> Result<i32, ApiError> {
@@ -235,4 +262,32 @@ pub fn timestamp(ms: i64) -> String {
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    struct Body {
+        #[serde(default, deserialize_with = "super::whole_number")]
+        n: Option<i64>,
+    }
+
+    fn n(json: &str) -> Result<Option<i64>, serde_json::Error> {
+        serde_json::from_str::<Body>(json).map(|b| b.n)
+    }
+
+    #[test]
+    fn whole_numbers_are_integers_however_spelled() {
+        assert_eq!(n("{}").unwrap(), None);
+        assert_eq!(n(r#"{"n": null}"#).unwrap(), None);
+        assert_eq!(n(r#"{"n": 55}"#).unwrap(), Some(55));
+        assert_eq!(n(r#"{"n": 55.0}"#).unwrap(), Some(55));
+        assert_eq!(n(r#"{"n": -3e2}"#).unwrap(), Some(-300));
+        assert_eq!(n(r#"{"n": -9223372036854775808}"#).unwrap(), Some(i64::MIN));
+        for bad in ["55.5", "1e19", "9223372036854775808", "\"5\"", "true"] {
+            assert!(n(&format!(r#"{{"n": {bad}}}"#)).is_err(), "{bad}");
+        }
+    }
 }

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Caller;
 use crate::downstream::request;
 use crate::problem::{ApiError, ApiResult};
-use crate::routes::timestamp;
+use crate::routes::{schema, timestamp};
 use crate::state::AppState;
 
 const SERVICE: &str = "project-service";
@@ -59,32 +59,26 @@ impl From<pb::Project> for Project {
     }
 }
 
-// The patterns below state in the schema what project-service checks: a name has at least one
-// character that is not whitespace and no control characters; a description no NUL; a language or
-// framework label only letters, digits, spaces and `+ # . _ -`.
+// The schemas below state what project-service checks (see `routes::schema`).
 
 /// Body of `POST /api/projects`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateProject {
     /// 1 to 100 characters, not all whitespace, no control characters.
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(value_type = schema::ProjectName)]
     pub name: String,
     /// Up to 2,000 characters, no NUL.
     #[serde(default)]
     #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub description: String,
-    /// Up to 50 characters of letters, digits, spaces and `+ # . _ -`, e.g. `typescript`.
+    /// The main language, e.g. `typescript`.
     #[serde(default)]
-    #[schema(max_length = 50, pattern = r"^[a-zA-Z0-9+#._ -]*$")]
+    #[schema(value_type = schema::TechLabel)]
     pub language: String,
-    /// Up to 50 characters of letters, digits, spaces and `+ # . _ -`, e.g. `next.js`.
+    /// The framework, e.g. `next.js`.
     #[serde(default)]
-    #[schema(max_length = 50, pattern = r"^[a-zA-Z0-9+#._ -]*$")]
+    #[schema(value_type = schema::TechLabel)]
     pub framework: String,
 }
 
@@ -92,23 +86,22 @@ pub struct CreateProject {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateProject {
-    /// The version the change was based on; or send `If-Match: "<version>"`.
+    /// The version the change was based on (the project's `version` as last read). An
+    /// `If-Match: "<version>"` header may stand in for it.
+    #[serde(default, deserialize_with = "crate::routes::whole_number")]
+    #[schema(required = true, value_type = i64, minimum = 1)]
     pub version: Option<i64>,
     /// New name (as in creation).
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(value_type = Option<schema::ProjectName>)]
     pub name: Option<String>,
     /// New description.
     #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
     /// New language.
-    #[schema(max_length = 50, pattern = r"^[a-zA-Z0-9+#._ -]*$")]
+    #[schema(value_type = Option<schema::TechLabel>)]
     pub language: Option<String>,
     /// New framework.
-    #[schema(max_length = 50, pattern = r"^[a-zA-Z0-9+#._ -]*$")]
+    #[schema(value_type = Option<schema::TechLabel>)]
     pub framework: Option<String>,
 }
 
@@ -132,7 +125,8 @@ pub struct ListQuery {
     #[serde(default, deserialize_with = "crate::routes::deserialize_limit")]
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// `nextCursor` of the previous page.
+    /// `nextCursor` of the previous page, unchanged; absent (or empty) for the first page.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
 }
 
@@ -148,7 +142,7 @@ pub enum Encoding {
 }
 
 /// Body of `PUT /api/projects/{id}/files/{path}`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PutFile {
     /// The content, as text or base64 according to `encoding`.
@@ -157,6 +151,58 @@ pub struct PutFile {
     #[serde(default)]
     pub encoding: Encoding,
 }
+
+/// Canonical padded base64 of the standard alphabet, as `BASE64` decodes it: whole quanta, then
+/// at most one padded one whose unused bits are zero.
+const BASE64_PATTERN: &str = "^(?:[A-Za-z0-9+/]{4})*\
+     (?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$";
+
+// By hand: which `content` is valid depends on `encoding`, one schema for each.
+impl utoipa::PartialSchema for PutFile {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let variant = |encoding: &str, required: bool, content: ObjectBuilder| {
+            let object = ObjectBuilder::new()
+                .property("content", content)
+                .required("content")
+                .property(
+                    "encoding",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([encoding])),
+                )
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                ));
+            if required {
+                object.required("encoding")
+            } else {
+                object
+            }
+        };
+        OneOfBuilder::new()
+            .description(Some(
+                "The content as UTF-8 text (`encoding` `utf8`, the default), or as padded base64 \
+                 of the standard alphabet (`encoding` `base64`) for binary content. At most the \
+                 server's file size limit (2 MiB by default) once decoded.",
+            ))
+            .item(variant(
+                "utf8",
+                false,
+                ObjectBuilder::new().schema_type(Type::String),
+            ))
+            .item(variant(
+                "base64",
+                true,
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(BASE64_PATTERN)),
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for PutFile {}
 
 /// A file of a project.
 #[derive(Debug, Serialize, ToSchema)]
@@ -300,7 +346,7 @@ pub async fn list_projects(
 /// Get one project.
 #[utoipa::path(
     get, path = "/api/projects/{id}", tag = "projects",
-    params(("id" = String, Path, description = "Project id")),
+    params(("id" = schema::ProjectId, Path, description = "Project id")),
     responses(
         (status = 200, description = "The project", body = Project),
         (status = 404, description = "No such project of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -330,7 +376,7 @@ pub async fn get_project(
 /// (`version` in the body or `If-Match`); a stale version gets 409.
 #[utoipa::path(
     patch, path = "/api/projects/{id}", tag = "projects",
-    params(("id" = String, Path, description = "Project id")),
+    params(("id" = schema::ProjectId, Path, description = "Project id")),
     request_body = UpdateProject,
     responses(
         (status = 200, description = "The updated project", body = Project),
@@ -389,7 +435,7 @@ pub async fn update_project(
 /// Delete a project and all its files.
 #[utoipa::path(
     delete, path = "/api/projects/{id}", tag = "projects",
-    params(("id" = String, Path, description = "Project id")),
+    params(("id" = schema::ProjectId, Path, description = "Project id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such project of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -417,7 +463,7 @@ pub async fn delete_project(
 /// List a project's files (without content), ordered by path.
 #[utoipa::path(
     get, path = "/api/projects/{id}/files", tag = "files",
-    params(("id" = String, Path, description = "Project id")),
+    params(("id" = schema::ProjectId, Path, description = "Project id")),
     responses(
         (status = 200, description = "The files", body = FileList),
         (status = 404, description = "No such project of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -454,8 +500,8 @@ pub async fn list_files(
 #[utoipa::path(
     put, path = "/api/projects/{id}/files/{path}", tag = "files",
     params(
-        ("id" = String, Path, description = "Project id"),
-        ("path" = String, Path, description = "File path relative to the project root, e.g. `src/main.ts`"),
+        ("id" = schema::ProjectId, Path, description = "Project id"),
+        ("path" = schema::FilePath, Path, description = "File path relative to the project root, e.g. `src/main.ts`"),
     ),
     request_body = PutFile,
     responses(
@@ -509,8 +555,8 @@ pub async fn put_file(
 #[utoipa::path(
     get, path = "/api/projects/{id}/files/{path}", tag = "files",
     params(
-        ("id" = String, Path, description = "Project id"),
-        ("path" = String, Path, description = "File path relative to the project root"),
+        ("id" = schema::ProjectId, Path, description = "Project id"),
+        ("path" = schema::FilePath, Path, description = "File path relative to the project root"),
     ),
     responses(
         (status = 200, description = "The file with its content", body = File),
@@ -540,8 +586,8 @@ pub async fn get_file(
 #[utoipa::path(
     delete, path = "/api/projects/{id}/files/{path}", tag = "files",
     params(
-        ("id" = String, Path, description = "Project id"),
-        ("path" = String, Path, description = "File path relative to the project root"),
+        ("id" = schema::ProjectId, Path, description = "Project id"),
+        ("path" = schema::FilePath, Path, description = "File path relative to the project root"),
     ),
     responses(
         (status = 204, description = "Deleted"),

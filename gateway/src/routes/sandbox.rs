@@ -11,6 +11,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::auth::Caller;
 use crate::downstream::request;
 use crate::problem::{ApiError, ApiResult};
+use crate::routes::schema;
 use crate::sse;
 use crate::state::AppState;
 
@@ -20,14 +21,15 @@ const SERVICE: &str = "sandbox-service";
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceFile {
-    /// Relative path such as `main.py` or `lib/util.js`.
+    /// Relative path such as `main.py` or `lib/util.js`; unique among the files of a run.
+    #[schema(value_type = schema::SandboxFileName)]
     pub name: String,
     /// UTF-8 content.
     pub content: String,
 }
 
 /// Body of `POST /api/sandbox/execute`: the program as `files` or as one `code` string.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecuteRequest {
     /// `javascript`, `python` or `bash` (see `GET /api/sandbox/languages`).
@@ -45,8 +47,124 @@ pub struct ExecuteRequest {
     #[serde(default)]
     pub args: Vec<String>,
     /// Wall-clock limit in milliseconds (default and maximum are the service's configuration).
+    #[serde(default, deserialize_with = "crate::routes::whole_number")]
     pub timeout_ms: Option<i64>,
 }
+
+/// The names and aliases of the languages sandbox-service runs (any case).
+pub const LANGUAGES: &[&str] = &[
+    "javascript",
+    "js",
+    "node",
+    "nodejs",
+    "python",
+    "py",
+    "python3",
+    "bash",
+    "sh",
+    "shell",
+];
+
+// By hand: the program is either `code` or `files`, one schema for each. The bounds are
+// sandbox-service's defaults (`RequestLimits`, `SANDBOX_MAX_TIMEOUT_MS`, `FileName`).
+impl utoipa::PartialSchema for ExecuteRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaType, Type,
+        };
+        let nullable_string =
+            || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
+        let variant = |code: ObjectBuilder, files: ArrayBuilder, required: &str| {
+            ObjectBuilder::new()
+                .property(
+                    "language",
+                    schema::one_of(LANGUAGES).description(Some(
+                        "`javascript`, `python` or `bash`, or an alias (also in upper case; see \
+                         `GET /api/sandbox/languages`)",
+                    )),
+                )
+                .required("language")
+                .property("code", code)
+                .property("files", files)
+                .required(required)
+                .property(
+                    "entry",
+                    nullable_string().description(Some(
+                        "The file to run: one of `files[].name` (with `code`, the language's \
+                         default entry). Needed with several files unless one has the \
+                         language's default entry name (`main.py`, `main.js`, `main.sh`)",
+                    )),
+                )
+                .property(
+                    "stdin",
+                    nullable_string()
+                        .max_length(Some(1024 * 1024))
+                        .description(Some("Standard input; at most 1 MiB")),
+                )
+                .property(
+                    "args",
+                    ArrayBuilder::new()
+                        .items(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .max_length(Some(4096))
+                                .pattern(Some(r"^[^\u0000]*$")),
+                        )
+                        .max_items(Some(64))
+                        .description(Some(
+                            "Command-line arguments (passed as data, never through a shell): \
+                             at most 64 of at most 4,096 bytes, no NUL",
+                        )),
+                )
+                .property(
+                    "timeoutMs",
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+                        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                            utoipa::openapi::KnownFormat::Int64,
+                        )))
+                        .minimum(Some(0))
+                        .maximum(Some(60_000))
+                        .description(Some(
+                            "Wall-clock limit in milliseconds, at most the server's maximum \
+                             (60,000 by default); 0 or absent for the server's default",
+                        )),
+                )
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        let files = || {
+            ArrayBuilder::new()
+                .items(SourceFile::schema())
+                .description(Some(
+                    "The program as files, at most 32, their contents 512 KiB in all",
+                ))
+        };
+        OneOfBuilder::new()
+            .description(Some(
+                "Body of `POST /api/sandbox/execute`: the program as one `code` string or as \
+                 `files`, not both.",
+            ))
+            .item(variant(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(512 * 1024))
+                    .description(Some("The program as one file; at most 512 KiB")),
+                files().max_items(Some(0)),
+                "code",
+            ))
+            .item(variant(
+                nullable_string()
+                    .max_length(Some(0))
+                    .description(Some("Absent, null or empty with `files`")),
+                files().min_items(Some(1)).max_items(Some(32)),
+                "files",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ExecuteRequest {}
 
 /// The limits a run had.
 #[derive(Debug, Serialize, ToSchema)]
@@ -297,6 +415,7 @@ pub async fn languages(state: web::Data<AppState>, caller: Caller) -> ApiResult<
 #[derive(OpenApi)]
 #[openapi(
     paths(execute, languages),
+    components(schemas(schema::SandboxFileName)),
     tags((name = "sandbox", description = "Run code in hardened, single-use containers"))
 )]
 pub struct SandboxApi;
