@@ -34,16 +34,17 @@ fn pattern(pattern: String) -> ObjectBuilder {
         .pattern(Some(pattern))
 }
 
-/// The `pattern` of text the AI operations take: at least one character `str::trim` keeps.
-pub const NOT_BLANK: &str =
-    r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+/// A pattern matching text with at least one character that `str::trim` keeps.
+pub fn not_blank() -> String {
+    format!("[^{WHITE_SPACE}]")
+}
 
 /// Text the AI operations take (inlined where used): 1 to `MAX` characters as sent, not blank.
 pub struct NonBlankText<const MAX: usize>;
 
 impl<const MAX: usize> PartialSchema for NonBlankText<MAX> {
     fn schema() -> RefOr<Schema> {
-        pattern(NOT_BLANK.to_string()).max_length(Some(MAX)).into()
+        pattern(not_blank()).max_length(Some(MAX)).into()
     }
 }
 
@@ -178,51 +179,46 @@ pub struct SandboxFileName;
 
 impl PartialSchema for SandboxFileName {
     fn schema() -> RefOr<Schema> {
-        sandbox_file_name().into()
+        const CHARS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-";
+        const RESERVED: &str = "autocrea";
+        // The characters of a part except those in `except`, as a class.
+        let class = |except: &str| {
+            let kept: String = CHARS.chars().filter(|c| !except.contains(*c)).collect();
+            format!("[{}]", kept.replace('-', r"\-"))
+        };
+        let any = class("");
+        let part = |after_dot: &str| format!(r"(?:{}{any}*|\.{after_dot}|\.\.{any}+)", class(".-"));
+        // After a part's leading `.`: anything but `.` first, and in the first part not `autocrea`:
+        // after each of its letters either the part ends or another character follows.
+        let mut tail = String::new();
+        let letters: Vec<char> = RESERVED.chars().collect();
+        for next in letters[1..].iter().rev() {
+            let deeper = if tail.is_empty() {
+                String::new()
+            } else {
+                format!("|{next}{tail}")
+            };
+            tail = format!("(?:{}{any}*{deeper})?", class(&next.to_string()));
+        }
+        let first = part(&format!("(?:{}{any}*|a{tail})", class(".a")));
+        let later = part(&format!("{}{any}*", class(".")));
+        pattern(format!("^{first}(?:/{later})*$"))
+            .max_length(Some(100))
+            .description(Some(
+                "Relative path such as `main.py` or `lib/util.js`: parts of letters, digits, \
+                 `.`, `_` and `-` separated by `/`, none empty, `.`, `..` or starting with `-`; \
+                 at most 100 characters; not starting with `.autocrea`",
+            ))
+            .into()
     }
 }
 
 impl ToSchema for SandboxFileName {}
 
-fn sandbox_file_name() -> Schema {
-    const CHARS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-";
-    const RESERVED: &str = "autocrea";
-    // The characters of a part except those in `except`, as a class.
-    let class = |except: &str| {
-        let kept: String = CHARS.chars().filter(|c| !except.contains(*c)).collect();
-        format!("[{}]", kept.replace('-', r"\-"))
-    };
-    let any = class("");
-    let part = |after_dot: &str| format!(r"(?:{}{any}*|\.{after_dot}|\.\.{any}+)", class(".-"));
-    // After a part's leading `.`: anything but `.` first, and in the first part not `autocrea`:
-    // after each of its letters either the part ends or another character follows.
-    let mut tail = String::new();
-    let letters: Vec<char> = RESERVED.chars().collect();
-    for next in letters[1..].iter().rev() {
-        let deeper = if tail.is_empty() {
-            String::new()
-        } else {
-            format!("|{next}{tail}")
-        };
-        tail = format!("(?:{}{any}*{deeper})?", class(&next.to_string()));
-    }
-    let first = part(&format!("(?:{}{any}*|a{tail})", class(".a")));
-    let later = part(&format!("{}{any}*", class(".")));
-    pattern(format!("^{first}(?:/{later})*$"))
-        .max_length(Some(100))
-        .description(Some(
-            "Relative path such as `main.py` or `lib/util.js`: parts of letters, digits, `.`, `_` \
-             and `-` separated by `/`, none empty, `.`, `..` or starting with `-`; at most 100 \
-             characters; not starting with `.autocrea`",
-        ))
-        .into()
-}
-
 /// The `projectId` a chat is about, as ai-service takes it: free text (a project id, usually) of
 /// at most 128 characters once trimmed; blank means none.
 pub fn chat_project_id() -> Schema {
-    let edge = format!("[^{WHITE_SPACE}]");
-    pattern(trimmed(r"[\s\S]", &edge, 0, 128))
+    pattern(trimmed(r"[\s\S]", &not_blank(), 0, 128))
         .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
         .description(Some(
             "The project the conversation is about (recorded with the usage): at most 128 \

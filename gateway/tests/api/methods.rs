@@ -283,7 +283,7 @@ async fn the_document_declares_what_the_validation_enforces() {
         assert_eq!(text["maxLength"], most, "{schema}.{field}");
         assert_eq!(
             text["pattern"],
-            gateway::routes::schema::NOT_BLANK,
+            gateway::routes::schema::not_blank(),
             "{schema}.{field}"
         );
     }
