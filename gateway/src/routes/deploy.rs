@@ -107,7 +107,8 @@ impl From<pb::Deployment> for Deployment {
     }
 }
 
-/// Body of `POST /api/deploy`.
+/// Body of `POST /api/deploy`. Its schema is in `routes::schema`: what `env` may hold depends on
+/// `provider`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateDeployment {
@@ -122,76 +123,6 @@ pub struct CreateDeployment {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
 }
-
-// By hand: what `env` may hold depends on `provider`, one schema for each. The rules are
-// deploy-service's (`Provider`, `Target`, `EnvVars`).
-impl utoipa::PartialSchema for CreateDeployment {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::Ref;
-        use utoipa::openapi::schema::{
-            AdditionalProperties, ObjectBuilder, OneOfBuilder, SchemaType, Type,
-        };
-        let variant = |providers: &[&str], env: ObjectBuilder| {
-            ObjectBuilder::new()
-                .property(
-                    "projectId",
-                    Ref::from_schema_name(schema::ProjectId::name()),
-                )
-                .required("projectId")
-                .property(
-                    "provider",
-                    schema::one_of(providers).description(Some(
-                        "`vercel`, `netlify` or `railway` (also in upper case)",
-                    )),
-                )
-                .required("provider")
-                .property(
-                    "target",
-                    ObjectBuilder::new()
-                        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-                        .enum_values(Some([
-                            serde_json::json!("production"),
-                            serde_json::json!("preview"),
-                            serde_json::Value::Null,
-                        ]))
-                        .description(Some("`production` (the default) or `preview`")),
-                )
-                .property("env", env)
-                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
-        };
-        let env = |most: usize| {
-            ObjectBuilder::new()
-                .schema_type(Type::Object)
-                .description(Some(
-                    "Environment variables set on the provider's project before the build: at \
-                     most 100, names of letters, digits and `_` not starting with a digit (at \
-                     most 256), values of at most 64 KiB. Not for Netlify, which serves the \
-                     files as they are.",
-                ))
-                .max_properties(Some(most))
-                .property_names(Some(
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .pattern(Some("^[A-Za-z_][A-Za-z0-9_]{0,255}$")),
-                ))
-                .additional_properties(Some(
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .max_length(Some(64 * 1024)),
-                ))
-        };
-        OneOfBuilder::new()
-            .description(Some(
-                "Body of `POST /api/deploy`: the caller's project to ship, where, and the \
-                 environment of its build.",
-            ))
-            .item(variant(&["vercel", "railway"], env(100)))
-            .item(variant(&["netlify"], env(0)))
-            .into()
-    }
-}
-
-impl ToSchema for CreateDeployment {}
 
 /// One page of deployments, newest first.
 #[derive(Debug, Serialize, ToSchema)]

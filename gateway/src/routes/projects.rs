@@ -141,7 +141,8 @@ pub enum Encoding {
     Base64,
 }
 
-/// Body of `PUT /api/projects/{id}/files/{path}`.
+/// Body of `PUT /api/projects/{id}/files/{path}`. Its schema is in `routes::schema`: which
+/// `content` is valid depends on `encoding`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PutFile {
@@ -151,58 +152,6 @@ pub struct PutFile {
     #[serde(default)]
     pub encoding: Encoding,
 }
-
-/// Canonical padded base64 of the standard alphabet, as `BASE64` decodes it: whole quanta, then
-/// at most one padded one whose unused bits are zero.
-const BASE64_PATTERN: &str = "^(?:[A-Za-z0-9+/]{4})*\
-     (?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$";
-
-// By hand: which `content` is valid depends on `encoding`, one schema for each.
-impl utoipa::PartialSchema for PutFile {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
-        let variant = |encoding: &str, required: bool, content: ObjectBuilder| {
-            let object = ObjectBuilder::new()
-                .property("content", content)
-                .required("content")
-                .property(
-                    "encoding",
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .enum_values(Some([encoding])),
-                )
-                .additional_properties(Some(
-                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
-                ));
-            if required {
-                object.required("encoding")
-            } else {
-                object
-            }
-        };
-        OneOfBuilder::new()
-            .description(Some(
-                "The content as UTF-8 text (`encoding` `utf8`, the default), or as padded base64 \
-                 of the standard alphabet (`encoding` `base64`) for binary content. At most the \
-                 server's file size limit (2 MiB by default) once decoded.",
-            ))
-            .item(variant(
-                "utf8",
-                false,
-                ObjectBuilder::new().schema_type(Type::String),
-            ))
-            .item(variant(
-                "base64",
-                true,
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some(BASE64_PATTERN)),
-            ))
-            .into()
-    }
-}
-
-impl ToSchema for PutFile {}
 
 /// A file of a project.
 #[derive(Debug, Serialize, ToSchema)]

@@ -28,7 +28,8 @@ pub struct SourceFile {
     pub content: String,
 }
 
-/// Body of `POST /api/sandbox/execute`: the program as `files` or as one `code` string.
+/// Body of `POST /api/sandbox/execute`: the program as `files` or as one `code` string. Its schema
+/// is in `routes::schema`: one case for each.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecuteRequest {
@@ -64,107 +65,6 @@ pub const LANGUAGES: &[&str] = &[
     "sh",
     "shell",
 ];
-
-// By hand: the program is either `code` or `files`, one schema for each. The bounds are
-// sandbox-service's defaults (`RequestLimits`, `SANDBOX_MAX_TIMEOUT_MS`, `FileName`).
-impl utoipa::PartialSchema for ExecuteRequest {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{
-            AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaType, Type,
-        };
-        let nullable_string =
-            || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
-        let variant = |code: ObjectBuilder, files: ArrayBuilder, required: &str| {
-            ObjectBuilder::new()
-                .property(
-                    "language",
-                    schema::one_of(LANGUAGES).description(Some(
-                        "`javascript`, `python` or `bash`, or an alias (also in upper case; see \
-                         `GET /api/sandbox/languages`)",
-                    )),
-                )
-                .required("language")
-                .property("code", code)
-                .property("files", files)
-                .required(required)
-                .property(
-                    "entry",
-                    nullable_string().description(Some(
-                        "The file to run: one of `files[].name` (with `code`, the language's \
-                         default entry). Needed with several files unless one has the \
-                         language's default entry name (`main.py`, `main.js`, `main.sh`)",
-                    )),
-                )
-                .property(
-                    "stdin",
-                    nullable_string()
-                        .max_length(Some(1024 * 1024))
-                        .description(Some("Standard input; at most 1 MiB")),
-                )
-                .property(
-                    "args",
-                    ArrayBuilder::new()
-                        .items(
-                            ObjectBuilder::new()
-                                .schema_type(Type::String)
-                                .max_length(Some(4096))
-                                .pattern(Some(r"^[^\u0000]*$")),
-                        )
-                        .max_items(Some(64))
-                        .description(Some(
-                            "Command-line arguments (passed as data, never through a shell): \
-                             at most 64 of at most 4,096 bytes, no NUL",
-                        )),
-                )
-                .property(
-                    "timeoutMs",
-                    ObjectBuilder::new()
-                        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
-                        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                            utoipa::openapi::KnownFormat::Int64,
-                        )))
-                        .minimum(Some(0))
-                        .maximum(Some(60_000))
-                        .description(Some(
-                            "Wall-clock limit in milliseconds, at most the server's maximum \
-                             (60,000 by default); 0 or absent for the server's default",
-                        )),
-                )
-                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
-        };
-        let files = || {
-            ArrayBuilder::new()
-                .items(SourceFile::schema())
-                .description(Some(
-                    "The program as files, at most 32, their contents 512 KiB in all",
-                ))
-        };
-        OneOfBuilder::new()
-            .description(Some(
-                "Body of `POST /api/sandbox/execute`: the program as one `code` string or as \
-                 `files`, not both.",
-            ))
-            .item(variant(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .min_length(Some(1))
-                    .max_length(Some(512 * 1024))
-                    .description(Some("The program as one file; at most 512 KiB")),
-                files().max_items(Some(0)),
-                "code",
-            ))
-            .item(variant(
-                nullable_string()
-                    .max_length(Some(0))
-                    .description(Some("Absent, null or empty with `files`")),
-                files().min_items(Some(1)).max_items(Some(32)),
-                "files",
-            ))
-            .into()
-    }
-}
-
-impl ToSchema for ExecuteRequest {}
 
 /// The limits a run had.
 #[derive(Debug, Serialize, ToSchema)]
