@@ -158,10 +158,11 @@ impl<'a> Checker<'a> {
             .push(FieldViolation::new(field, description));
     }
 
-    /// Normalized `value` (CRLF to LF), checked for presence and length.
+    /// Normalized `value` (CRLF to LF), checked for presence and length. The length is that of
+    /// the text as sent, which is what the API's schema (`maxLength`) and the client can check.
     fn text(&mut self, field: &str, value: &str, max: usize) -> String {
-        let value = value.replace("\r\n", "\n");
         let chars = value.chars().count();
+        let value = value.replace("\r\n", "\n");
         if value.trim().is_empty() {
             self.violation(field, format!("{field} must not be empty"));
         } else if chars > max {
@@ -267,8 +268,8 @@ impl Task {
         let max = limits.max_completion_context_chars;
         let prefix = c.text("prefix", &r.prefix, max);
         let suffix = r.suffix.as_deref().filter(|s| !s.is_empty()).map(|s| {
-            let s = s.replace("\r\n", "\n");
             let n = s.chars().count();
+            let s = s.replace("\r\n", "\n");
             if n > max {
                 c.violation(
                     "suffix",
@@ -340,7 +341,7 @@ impl Task {
             .map(str::trim)
             .filter(|p| !p.is_empty())
             .map(str::to_string);
-        if project_id.as_ref().is_some_and(|p| p.len() > 128) {
+        if project_id.as_ref().is_some_and(|p| p.chars().count() > 128) {
             c.violation(
                 "projectId",
                 "projectId is longer than 128 characters".into(),

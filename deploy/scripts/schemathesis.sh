@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Property-based API testing of the gateway with Schemathesis (from PyPI, pinned): every operation
 # of the gateway's own /openapi.json, with a valid token, a bounded number of generated examples
-# each (valid and invalid input), and two checks on every response: no 5xx
-# (not_a_server_error) and a body that matches the documented schema
-# (response_schema_conformance). Any failure fails the script.
+# each (valid and invalid input: --mode all), and every check Schemathesis has (--checks all): no
+# 5xx, documented statuses, content types, headers and bodies, valid input accepted and invalid
+# input rejected, 405 with `Allow` for undeclared methods, and the stateful checks. That is how a
+# frontend's generated client sees the API, so the document must say exactly what the validation
+# enforces. Any failure fails the script.
 #
 # It builds and starts the all-in-one binary (debug build, the profile the test command already
 # compiles) on a free loopback port with fresh SQLite files, rate limits off, and a small fake
@@ -12,7 +14,7 @@
 # (`bash deploy/sandbox/build-images.sh`), and left out, saying so, otherwise.
 #
 #   bash deploy/scripts/schemathesis.sh
-#   ST_MAX_EXAMPLES=200 bash deploy/scripts/schemathesis.sh    # default 50 per operation
+#   ST_MAX_EXAMPLES=200 bash deploy/scripts/schemathesis.sh    # default 30 per operation
 #   ST_SEED=7 ...                                               # default 1: reproducible runs
 #   SKIP_BUILD=1 ...                                            # target/debug/autocrea exists
 #   AUTOCREA_BIN=path/to/autocrea ...                           # use that binary, no build
@@ -26,7 +28,7 @@ cd "$ROOT"
 SCHEMATHESIS_VERSION=4.32.5
 VENV=${SCHEMATHESIS_VENV:-${CARGO_TARGET_DIR:-$ROOT/target}/schemathesis-venv}
 OUT=${CARGO_TARGET_DIR:-$ROOT/target}/schemathesis
-MAX_EXAMPLES=${ST_MAX_EXAMPLES:-50}
+MAX_EXAMPLES=${ST_MAX_EXAMPLES:-30}
 SEED=${ST_SEED:-1}
 log() { echo "schemathesis: $*" >&2; }
 
@@ -145,7 +147,75 @@ done
 [ -n "$TOKEN" ] || { log "autocrea printed no token"; exit 1; }
 log "platform up on $BASE (sandbox routes $sandbox)"
 
-# 5. Schemathesis over every operation.
+# 5. Failures Schemathesis reports for rules no JSON Schema can state, dropped (and counted in its
+# summary as dropped by `filter_failure`) only when every error of the API's problem names such a
+# rule:
+# - a `cursor` is an opaque token only the API issues: another string of its alphabet is refused;
+# - rules between the values of one body: a chat ends with the user's message and holds at most
+#   100,000 characters in all; a sandbox run's `entry` names one of its files (with several files
+#   and no `entry`, one has the language's default entry name) and no two files share a name;
+# - the harness has no Vercel, Netlify or Railway account, so a valid deployment gets the
+#   documented 422 naming the variable to set, where a configured server would accept it;
+# - Schemathesis reads "entry is required with several files ..." (sandbox-service) as "entry is
+#   always required" (its error feedback), then calls an accepted run of one file without
+#   `entry` invalid data accepted: the document puts no constraint on `entry` but its type.
+# The document states each rule in words. Every other failure still fails the run.
+cat >"$WORK/autocrea_st_hooks.py" <<'PY'
+import json
+import re
+
+import schemathesis
+
+# Operation -> (field, message) pairs of the rules above, as regular expressions.
+UNSTATABLE = {
+    "GET /api/projects": [(r"cursor", r"")],
+    "GET /api/deployments": [(r"cursor", r"")],
+    "POST /api/ai/chat": [
+        (r"messages\[\d+\]\.role", r"^the last message must come from the user$"),
+        (r"messages", r"^the messages hold \d+ characters in all"),
+    ],
+    "POST /api/sandbox/execute": [
+        (r"entry", r"is not one of the files' names|^entry is required with several files"),
+        (r"files\[\d+\]\.name", r"appears more than once$"),
+    ],
+}
+
+
+def unstatable(label, response):
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return False
+    if not isinstance(body, dict):
+        return False
+    if label == "POST /api/deploy" and response.status_code == 422:
+        return "is not configured on this server" in body.get("detail", "")
+    errors = body.get("errors") or []
+    rules = UNSTATABLE.get(label, [])
+    return response.status_code == 400 and bool(errors) and all(
+        any(re.fullmatch(field, e.get("field", "")) and re.search(message, e.get("message", ""))
+            for field, message in rules)
+        for e in errors
+    )
+
+
+def guessed_entry_rule(failure, case):
+    return case.operation.label == "POST /api/sandbox/execute" and bool(
+        re.search(
+            r"\nInvalid component: (in body - entry: [^\n]*|Missing required property: entry)$",
+            failure.message,
+        )
+    )
+
+
+@schemathesis.hook
+def filter_failure(context, failure, case, response):
+    if failure.code == "ST202" and unstatable(case.operation.label, response):
+        return False
+    return not (failure.code == "ST201" and guessed_entry_rule(failure, case))
+PY
+
+# 6. Schemathesis over every operation.
 filters=()
 if [ "$sandbox" = excluded ]; then
     log "no sandbox runtime image: sandbox routes are left out (they answer 503 by design)"
@@ -153,13 +223,16 @@ if [ "$sandbox" = excluded ]; then
 fi
 set +e
 # Run from the report directory: Schemathesis keeps a cache in .schemathesis/ of its working
-# directory.
+# directory. One worker: with two, Hypothesis (describing its strategies with Python's `ast`
+# from several threads) once failed a run with "AST constructor recursion depth mismatch" on
+# CPython 3.11, and two were no faster on a two-core machine.
 cd "$OUT"
-"$VENV/bin/st" --no-color run "$BASE/openapi.json" \
+SCHEMATHESIS_HOOKS=autocrea_st_hooks PYTHONPATH="$WORK" \
+    "$VENV/bin/st" --no-color run "$BASE/openapi.json" \
     --header "Authorization: Bearer $TOKEN" \
-    --checks not_a_server_error,response_schema_conformance \
+    --checks all --mode all \
     --max-examples "$MAX_EXAMPLES" --seed "$SEED" \
-    --workers 2 --request-timeout 60 --generation-database none \
+    --workers 1 --request-timeout 60 --generation-database none \
     --report junit,ndjson --report-dir "$OUT" \
     "${filters[@]}" 2>&1 | tee "$OUT/output.txt"
 status=${PIPESTATUS[0]}

@@ -134,14 +134,10 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
-    /// 422: the request is valid but cannot be carried out in the current state.
-    pub fn unprocessable(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "failed-precondition",
-            "Request cannot be carried out",
-            detail,
-        )
+    /// 409: the request conflicts with the current state of what it addresses; the client can
+    /// resolve the conflict and retry.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
     }
 
     /// 413: the body is larger than allowed.
@@ -279,8 +275,7 @@ impl ApiError {
             Code::Unauthenticated => Self::unauthorized(message),
             Code::PermissionDenied => Self::forbidden(message),
             Code::NotFound => Self::not_found(message),
-            Code::AlreadyExists => Self::new(StatusCode::CONFLICT, "conflict", "Conflict", message),
-            Code::Aborted => Self::new(StatusCode::CONFLICT, "conflict", "Conflict", message),
+            Code::AlreadyExists | Code::Aborted => Self::conflict(message),
             Code::FailedPrecondition => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "failed-precondition",

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError, web};
 use autocrea_proto::ai::v1 as pb;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::downstream::request;
 use crate::identity::Caller;
 use crate::problem::{ApiError, Problem};
+use crate::routes::schema;
 use crate::sse;
 use crate::state::AppState;
 
@@ -58,21 +59,58 @@ const CACHE: &str = "x-cache";
 pub struct AiApi;
 
 // Request bodies. String fields default to empty so that a missing field reaches ai-service's
-// validation and comes back as a per-field error, like any other invalid value.
+// validation and comes back as a per-field error, like any other invalid value. Their schemas
+// state ai-service's limits (`ai_service::config::Limits` defaults).
+
+/// The names and aliases of the languages ai-service takes (`ai.proto` lists them; any case).
+#[rustfmt::skip]
+pub const LANGUAGES: &[&str] = &[
+    "python", "py", "python3", "javascript", "js", "jsx", "node", "nodejs", "typescript", "ts",
+    "tsx", "rust", "rs", "go", "golang", "java", "kotlin", "kt", "swift", "c", "h", "cpp", "c++",
+    "cxx", "cc", "hpp", "csharp", "c#", "cs", "ruby", "rb", "php", "html", "htm", "css", "sql",
+    "bash", "sh", "shell", "zsh", "json", "yaml", "yml",
+];
+
+/// A language ai-service takes: a name or an alias of one (also in upper case).
+pub struct AiLanguage;
+
+impl utoipa::PartialSchema for AiLanguage {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        schema::one_of(LANGUAGES)
+            .description(Some(
+                "A language ai-service takes: a name or an alias of one (also in upper case)",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for AiLanguage {}
+
+/// Who wrote a chat message.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only its schema is used: `ChatMessage.role` is checked by ai-service.
+#[serde(rename_all = "lowercase")]
+pub enum ChatRole {
+    /// The person.
+    User,
+    /// The model.
+    Assistant,
+}
 
 /// Body of `POST /api/ai/generate`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GenerateBody {
-    /// What to build; at most 10,000 characters.
+    /// What to build; at most 10,000 characters, not blank.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, inline, value_type = schema::NonBlankText<10_000>)]
     pub prompt: String,
     /// Target language, e.g. `python`, `ts`, `rust`.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, value_type = AiLanguage)]
     pub language: String,
     /// Framework or library, e.g. `react`; at most 100 characters.
+    #[schema(max_length = 100)]
     pub framework: Option<String>,
 }
 
@@ -117,13 +155,13 @@ impl From<pb::GenerateResponse> for GenerateResult {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExplainBody {
-    /// The code; at most 60,000 characters.
+    /// The code; at most 60,000 characters, not blank.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, inline, value_type = schema::NonBlankText<60_000>)]
     pub code: String,
     /// Its language.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, value_type = AiLanguage)]
     pub language: String,
 }
 
@@ -151,17 +189,17 @@ pub struct ExplainResult {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FixBody {
-    /// The failing code; at most 60,000 characters.
+    /// The failing code; at most 60,000 characters, not blank.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, inline, value_type = schema::NonBlankText<60_000>)]
     pub code: String,
-    /// The error message or wrong behaviour; at most 10,000 characters.
+    /// The error message or wrong behaviour; at most 10,000 characters, not blank.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, inline, value_type = schema::NonBlankText<10_000>)]
     pub error: String,
     /// Its language.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, value_type = AiLanguage)]
     pub language: String,
 }
 
@@ -191,15 +229,16 @@ pub struct FixResult {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefactorBody {
-    /// The code; at most 60,000 characters.
+    /// The code; at most 60,000 characters, not blank.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, inline, value_type = schema::NonBlankText<60_000>)]
     pub code: String,
     /// Its language.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, value_type = AiLanguage)]
     pub language: String,
     /// Goals, e.g. "extract functions, add types"; at most 2,000 characters.
+    #[schema(max_length = 2_000)]
     pub goals: Option<String>,
 }
 
@@ -229,15 +268,16 @@ pub struct RefactorResult {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CompleteBody {
-    /// Code before the cursor; 1 to 20,000 characters.
+    /// Code before the cursor; 1 to 20,000 characters, not blank.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, inline, value_type = schema::NonBlankText<20_000>)]
     pub prefix: String,
     /// Code after the cursor; at most 20,000 characters.
+    #[schema(max_length = 20_000)]
     pub suffix: Option<String>,
     /// The language.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, value_type = AiLanguage)]
     pub language: String,
 }
 
@@ -265,13 +305,13 @@ pub struct CompleteResult {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChatMessage {
-    /// `user` or `assistant`.
+    /// `user` or `assistant`; the last message of a conversation is the user's.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, value_type = ChatRole)]
     pub role: String,
-    /// At most 20,000 characters (100,000 for the whole conversation).
+    /// At most 20,000 characters, not blank (100,000 for the whole conversation).
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, inline, value_type = schema::NonBlankText<20_000>)]
     pub content: String,
 }
 
@@ -281,9 +321,10 @@ pub struct ChatMessage {
 pub struct ChatBody {
     /// 1 to 50 messages, oldest first, ending with a `user` message.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, min_items = 1, max_items = 50)]
     pub messages: Vec<ChatMessage>,
     /// The project the conversation is about (recorded with the usage).
+    #[schema(schema_with = schema::chat_project_id)]
     pub project_id: Option<String>,
 }
 
@@ -695,7 +736,6 @@ fn chat_frame(e: pb::ChatStreamEvent) -> Option<Frame> {
     ),
     security(("bearer" = []))
 )]
-#[post("/generate")]
 pub async fn generate(
     state: web::Data<AppState>,
     caller: Caller,
@@ -732,7 +772,6 @@ pub async fn generate(
     ),
     security(("bearer" = []))
 )]
-#[post("/explain")]
 pub async fn explain(
     state: web::Data<AppState>,
     caller: Caller,
@@ -773,7 +812,6 @@ pub async fn explain(
     ),
     security(("bearer" = []))
 )]
-#[post("/fix")]
 pub async fn fix(
     state: web::Data<AppState>,
     caller: Caller,
@@ -814,7 +852,6 @@ pub async fn fix(
     ),
     security(("bearer" = []))
 )]
-#[post("/refactor")]
 pub async fn refactor(
     state: web::Data<AppState>,
     caller: Caller,
@@ -857,7 +894,6 @@ pub async fn refactor(
     ),
     security(("bearer" = []))
 )]
-#[post("/complete")]
 pub async fn complete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -903,7 +939,6 @@ pub async fn complete(
     ),
     security(("bearer" = []))
 )]
-#[post("/chat")]
 pub async fn chat(
     state: web::Data<AppState>,
     caller: Caller,
@@ -944,7 +979,6 @@ pub async fn chat(
     ),
     security(("bearer" = []))
 )]
-#[get("/usage")]
 pub async fn usage(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
     let timing = Timing::start();
     let mut client = state.downstream.ai.clone();
@@ -963,11 +997,11 @@ pub async fn usage(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
 
 /// Registers the routes of this module on the `/api/ai` scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(generate)
-        .service(explain)
-        .service(fix)
-        .service(refactor)
-        .service(complete)
-        .service(chat)
-        .service(usage);
+    cfg.service(web::resource("/generate").post(generate))
+        .service(web::resource("/explain").post(explain))
+        .service(web::resource("/fix").post(fix))
+        .service(web::resource("/refactor").post(refactor))
+        .service(web::resource("/complete").post(complete))
+        .service(web::resource("/chat").post(chat))
+        .service(web::resource("/usage").get(usage));
 }

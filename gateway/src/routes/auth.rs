@@ -1,7 +1,7 @@
 //! `/api/auth`: personal API keys and who the caller is. Managing keys takes a session token: a
 //! key cannot create, list or revoke keys, so a leaked key cannot mint more.
 
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
@@ -9,6 +9,7 @@ use crate::identity::{AuthMethod, Caller};
 use crate::identity::{Scope, Scopes};
 use crate::keys::ApiKey;
 use crate::problem::{ApiError, ApiResult, FieldError};
+use crate::routes::schema;
 use crate::state::AppState;
 
 /// Live keys one user may hold.
@@ -21,11 +22,15 @@ const MAX_EXPIRY_DAYS: u32 = 3650;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateKey {
     /// A name to recognise the key by, 1 to 100 characters.
+    #[schema(value_type = schema::KeyName)]
     pub name: String,
     /// Days until the key stops working (1 to 3650); never, when absent.
+    #[serde(default, deserialize_with = "crate::routes::whole_number")]
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<i64>,
     /// What the key may do; everything (`write`, `ai`, `sandbox`, `deploy`) when absent.
     /// `read` alone makes a read-only key.
+    #[schema(value_type = Option<Vec<Scope>>, min_items = 1)]
     pub scopes: Option<Vec<String>>,
 }
 
@@ -131,12 +136,11 @@ fn validate(body: CreateKey) -> ApiResult<(String, Scopes, Option<u32>)> {
         (status = 201, description = "Created; `key` is shown only now", body = CreatedKey),
         (status = 400, description = "Invalid input", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Called with an API key", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Too many keys", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The caller already has the most keys allowed (50); revoke one first", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Auth rate limit (5 / 15 min)", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
-#[post("/keys")]
 pub async fn create_key(
     state: web::Data<AppState>,
     caller: Caller,
@@ -150,7 +154,8 @@ pub async fn create_key(
         .await
         .map_err(ApiError::internal)?;
     if count >= MAX_KEYS_PER_USER {
-        return Err(ApiError::unprocessable(format!(
+        // A conflict with the caller's keys as they are, which revoking one resolves.
+        return Err(ApiError::conflict(format!(
             "you already have {count} keys, the most allowed; revoke one first"
         )));
     }
@@ -174,7 +179,6 @@ pub async fn create_key(
     ),
     security(("bearer" = []))
 )]
-#[get("/keys")]
 pub async fn list_keys(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
     require_session(&caller)?;
     let items = state
@@ -188,7 +192,7 @@ pub async fn list_keys(state: web::Data<AppState>, caller: Caller) -> ApiResult<
 /// Revoke an API key at once, on every gateway.
 #[utoipa::path(
     delete, path = "/api/auth/keys/{id}", tag = "auth",
-    params(("id" = String, Path, description = "Key id")),
+    params(("id" = schema::KeyId, Path, description = "Key id")),
     responses(
         (status = 204, description = "Revoked"),
         (status = 403, description = "Called with an API key", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -196,7 +200,6 @@ pub async fn list_keys(state: web::Data<AppState>, caller: Caller) -> ApiResult<
     ),
     security(("bearer" = []))
 )]
-#[delete("/keys/{id}")]
 pub async fn revoke_key(
     state: web::Data<AppState>,
     caller: Caller,
@@ -224,7 +227,6 @@ pub async fn revoke_key(
     responses((status = 200, description = "The caller", body = Me)),
     security(("bearer" = []))
 )]
-#[get("/me")]
 pub async fn me(caller: Caller) -> HttpResponse {
     let (key_id, scopes) = match &caller.method {
         AuthMethod::Jwt => (None, Scopes::full().list()),
@@ -242,15 +244,14 @@ pub async fn me(caller: Caller) -> HttpResponse {
 #[derive(OpenApi)]
 #[openapi(
     paths(create_key, list_keys, revoke_key, me),
-    components(schemas(ApiKey, Scope)),
+    components(schemas(ApiKey, Scope, schema::KeyId)),
     tags((name = "auth", description = "Personal API keys and the caller's identity"))
 )]
 pub struct AuthApi;
 
 /// Registers the routes of this module on the `/api/auth` scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(create_key)
-        .service(list_keys)
-        .service(revoke_key)
-        .service(me);
+    cfg.service(web::resource("/keys").post(create_key).get(list_keys))
+        .service(web::resource("/keys/{id}").delete(revoke_key))
+        .service(web::resource("/me").get(me));
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use autocrea_proto::deploy::v1 as pb;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::downstream::request;
 use crate::identity::Caller;
 use crate::problem::{ApiError, ApiResult, FieldError};
-use crate::routes::timestamp;
+use crate::routes::{schema, timestamp};
 use crate::sse;
 use crate::state::AppState;
 
@@ -35,7 +35,13 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
         cancel_deployment,
         rollback_deployment
     ),
-    components(schemas(Deployment, CreateDeployment, DeploymentPage, DeploymentEvent)),
+    components(schemas(
+        Deployment,
+        CreateDeployment,
+        DeploymentPage,
+        DeploymentEvent,
+        schema::DeploymentId
+    )),
     tags((name = "deployments", description = "Ship projects to Vercel, Netlify or Railway and follow them"))
 )]
 pub struct DeployApi;
@@ -95,8 +101,9 @@ impl From<pb::Deployment> for Deployment {
     }
 }
 
-/// Body of `POST /api/deploy`.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Body of `POST /api/deploy`. Its schema is in `routes::schema`: what `env` may hold depends on
+/// `provider`.
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateDeployment {
     /// The project to ship; must be the caller's.
@@ -127,13 +134,15 @@ pub struct DeploymentPage {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only deployments of this project.
+    /// Only deployments of this project (a project id; leave it out for all of them).
+    #[param(format = "uuid")]
     pub project_id: Option<String>,
     /// Page size, 1 to 100 (default 20).
     #[serde(default, deserialize_with = "crate::routes::deserialize_limit")]
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// `nextCursor` of the previous page.
+    /// `nextCursor` of the previous page, unchanged; absent (or empty) for the first page.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
 }
 
@@ -234,7 +243,7 @@ fn accepted(deployment: pb::Deployment) -> HttpResponse {
 #[utoipa::path(
     post, path = "/api/deploy", tag = "deployments",
     request_body = CreateDeployment,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 printable ASCII characters; a retry with the same key and body returns the same deployment")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 255, pattern = "^[!-~]*$", description = "Up to 255 printable ASCII characters without spaces; a retry with the same key and body returns the same deployment")),
     responses(
         (status = 202, description = "Accepted; `Location` names the deployment", body = Deployment),
         (status = 400, description = "Invalid input, per field", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -246,7 +255,6 @@ fn accepted(deployment: pb::Deployment) -> HttpResponse {
     ),
     security(("bearer" = []))
 )]
-#[post("")]
 pub async fn create_deployment(
     state: web::Data<AppState>,
     caller: Caller,
@@ -301,7 +309,6 @@ pub async fn create_deployment(
     ),
     security(("bearer" = []))
 )]
-#[get("")]
 pub async fn list_deployments(
     state: web::Data<AppState>,
     caller: Caller,
@@ -309,8 +316,18 @@ pub async fn list_deployments(
 ) -> ApiResult<HttpResponse> {
     let query = query.into_inner();
     let page_size = crate::routes::page_size(query.limit)?;
+    if query
+        .project_id
+        .as_ref()
+        .is_some_and(|p| p.trim().is_empty())
+    {
+        return Err(ApiError::invalid_field(
+            "projectId",
+            "must be a project id; leave it out to list the deployments of every project",
+        ));
+    }
     let message = pb::ListDeploymentsRequest {
-        project_id: query.project_id.filter(|p| !p.is_empty()),
+        project_id: query.project_id,
         page_size,
         page_token: query.cursor.unwrap_or_default(),
     };
@@ -331,14 +348,13 @@ pub async fn list_deployments(
 /// Get one deployment.
 #[utoipa::path(
     get, path = "/api/deployments/{id}", tag = "deployments",
-    params(("id" = String, Path, description = "Deployment id")),
+    params(("id" = schema::DeploymentId, Path, description = "Deployment id")),
     responses(
         (status = 200, description = "The deployment", body = Deployment),
         (status = 404, description = "No such deployment of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
-#[get("/{id}")]
 pub async fn get_deployment(
     state: web::Data<AppState>,
     caller: Caller,
@@ -365,8 +381,8 @@ pub async fn get_deployment(
 #[utoipa::path(
     get, path = "/api/deployments/{id}/events", tag = "deployments",
     params(
-        ("id" = String, Path, description = "Deployment id"),
-        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event sequence"),
+        ("id" = schema::DeploymentId, Path, description = "Deployment id"),
+        ("Last-Event-ID" = Option<i64>, Header, nullable = false, description = "Resume after this event sequence"),
     ),
     responses(
         (status = 200, description = "`text/event-stream` of `deployment` events", body = DeploymentEvent, content_type = "text/event-stream"),
@@ -374,7 +390,6 @@ pub async fn get_deployment(
     ),
     security(("bearer" = []))
 )]
-#[get("/{id}/events")]
 pub async fn deployment_events(
     state: web::Data<AppState>,
     caller: Caller,
@@ -456,7 +471,7 @@ fn watch_step(
 /// `canceled`.
 #[utoipa::path(
     post, path = "/api/deployments/{id}/cancel", tag = "deployments",
-    params(("id" = String, Path, description = "Deployment id")),
+    params(("id" = schema::DeploymentId, Path, description = "Deployment id")),
     responses(
         (status = 200, description = "The canceled deployment", body = Deployment),
         (status = 404, description = "No such deployment of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -465,7 +480,6 @@ fn watch_step(
     ),
     security(("bearer" = []))
 )]
-#[post("/{id}/cancel")]
 pub async fn cancel_deployment(
     state: web::Data<AppState>,
     caller: Caller,
@@ -490,7 +504,7 @@ pub async fn cancel_deployment(
 /// answer is a new deployment (`rollbackOf` set) that is followed like any other.
 #[utoipa::path(
     post, path = "/api/deployments/{id}/rollback", tag = "deployments",
-    params(("id" = String, Path, description = "Deployment id")),
+    params(("id" = schema::DeploymentId, Path, description = "Deployment id")),
     responses(
         (status = 202, description = "Accepted; the new deployment", body = Deployment),
         (status = 404, description = "No such deployment of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -498,7 +512,6 @@ pub async fn cancel_deployment(
     ),
     security(("bearer" = []))
 )]
-#[post("/{id}/rollback")]
 pub async fn rollback_deployment(
     state: web::Data<AppState>,
     caller: Caller,
@@ -520,14 +533,14 @@ pub async fn rollback_deployment(
 
 /// Registers the routes under `/api/deploy`.
 pub fn configure_deploy(cfg: &mut web::ServiceConfig) {
-    cfg.service(create_deployment);
+    cfg.service(web::resource("").post(create_deployment));
 }
 
 /// Registers the routes under `/api/deployments`.
 pub fn configure_deployments(cfg: &mut web::ServiceConfig) {
-    cfg.service(list_deployments)
-        .service(deployment_events)
-        .service(cancel_deployment)
-        .service(rollback_deployment)
-        .service(get_deployment);
+    cfg.service(web::resource("").get(list_deployments))
+        .service(web::resource("/{id}/events").get(deployment_events))
+        .service(web::resource("/{id}/cancel").post(cancel_deployment))
+        .service(web::resource("/{id}/rollback").post(rollback_deployment))
+        .service(web::resource("/{id}").get(get_deployment));
 }

@@ -1,10 +1,11 @@
 //! The OpenAPI document, generated from the handlers, and a docs page that renders it with no
 //! network access (no CDN scripts).
 
-use actix_web::{HttpResponse, get};
+use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::problem::PROBLEM_JSON;
 use crate::routes::{health, projects};
 
 /// The gateway's OpenAPI document.
@@ -28,7 +29,12 @@ use crate::routes::{health, projects};
         projects::get_file,
         projects::delete_file,
     ),
-    components(schemas(crate::problem::Problem, crate::problem::FieldError)),
+    components(schemas(
+        crate::problem::Problem,
+        crate::problem::FieldError,
+        crate::routes::schema::ProjectId,
+        crate::routes::schema::FilePath
+    )),
     modifiers(&BearerAuth),
     tags(
         (name = "projects", description = "Projects of the caller"),
@@ -58,24 +64,105 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The whole document: the core routes plus each route module's own part.
+/// The whole document: the core routes plus each route module's own part, with the answers of
+/// the layers around the handlers.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::routes::auth::AuthApi::openapi());
     doc.merge(crate::routes::ai::AiApi::openapi());
     doc.merge(crate::routes::sandbox::SandboxApi::openapi());
     doc.merge(crate::routes::deploy::DeployApi::openapi());
+    add_common_responses(&mut doc);
     doc
 }
 
+/// Adds to every operation the answers that come from around its handler, so that each handler's
+/// annotation lists only its own: the JSON body extractor (400, 413, 415) and the query, path and
+/// header parsing (400) of `routes`, and for `/api` the guard (401, 403, 429, and 503 when the
+/// shared rate-limit store is down) and the downstream call (503, 504). An operation that names
+/// one of these itself keeps its own description.
+fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let mut answers = Vec::new();
+            if operation.request_body.is_some() {
+                answers.extend([
+                    (
+                        "400",
+                        "The body is not JSON of the documented shape, or a field is invalid \
+                         (`errors` names each)",
+                    ),
+                    ("413", "The body is larger than the server's limit"),
+                    (
+                        "415",
+                        "The body is not sent as `Content-Type: application/json`",
+                    ),
+                ]);
+            }
+            if operation.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                answers.push(("400", "A parameter is invalid (`errors` names it)"));
+            }
+            if operation.security.is_some() {
+                answers.extend([
+                    (
+                        "401",
+                        "Missing, invalid or expired credentials (see `WWW-Authenticate`)",
+                    ),
+                    (
+                        "429",
+                        "The rate limit of the route group is used up (see `Retry-After`)",
+                    ),
+                    (
+                        "503",
+                        "A service behind the gateway, or the shared rate-limit store, cannot \
+                         answer now (see `Retry-After`)",
+                    ),
+                ]);
+                // Key management checks the kind of credentials itself (and says so); every other
+                // group refuses an API key without its scope.
+                if !path.starts_with("/api/auth/") {
+                    answers.extend([
+                        ("403", "An API key without the scope this operation needs"),
+                        ("504", "A service behind the gateway did not answer in time"),
+                    ]);
+                }
+            }
+            for (status, description) in answers {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content(
+                                PROBLEM_JSON,
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name("Problem")))
+                                    .build(),
+                            )
+                            .build()
+                            .into()
+                    });
+            }
+        }
+    }
+}
+
 /// The OpenAPI 3.1 document of this API.
-#[get("/openapi.json")]
 pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().json(document())
 }
 
 /// A human-readable rendering of `/openapi.json`.
-#[get("/docs")]
 pub async fn docs_page() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -23,7 +23,6 @@ pub struct HealthStatus {
 /// Liveness: the gateway process answers. Checks no dependency.
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses((status = 200, description = "Alive", body = HealthStatus)))]
-#[get("/health")]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(HealthStatus {
         status: "ok",
@@ -37,7 +36,6 @@ pub async fn health() -> HttpResponse {
         (status = 200, description = "Ready", body = HealthStatus),
         (status = 503, description = "A downstream is not ready", body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
-#[get("/ready")]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let services = state.downstream.readiness(Duration::from_millis(500)).await;
     let failing: Vec<String> = services
@@ -63,7 +61,6 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
 /// What each metric means: `docs/operations.md`.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-#[get("/metrics")]
 pub async fn metrics() -> HttpResponse {
     HttpResponse::Ok()
         .content_type(service_runtime::metrics::CONTENT_TYPE)

@@ -1,7 +1,7 @@
 //! `/api/projects`: projects and their files, owner-scoped, backed by project-service.
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use autocrea_proto::project::v1 as pb;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::downstream::request;
 use crate::identity::Caller;
 use crate::problem::{ApiError, ApiResult};
-use crate::routes::timestamp;
+use crate::routes::{schema, timestamp};
 use crate::state::AppState;
 
 const SERVICE: &str = "project-service";
@@ -59,32 +59,26 @@ impl From<pb::Project> for Project {
     }
 }
 
-// The patterns below state in the schema what project-service checks: a name has at least one
-// character that is not whitespace and no control characters; a description no NUL; a language or
-// framework label only letters, digits, spaces and `+ # . _ -`.
+// The schemas below state what project-service checks (see `routes::schema`).
 
 /// Body of `POST /api/projects`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateProject {
     /// 1 to 100 characters, not all whitespace, no control characters.
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(value_type = schema::ProjectName)]
     pub name: String,
     /// Up to 2,000 characters, no NUL.
     #[serde(default)]
     #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub description: String,
-    /// Up to 50 characters of letters, digits, spaces and `+ # . _ -`, e.g. `typescript`.
+    /// The main language, e.g. `typescript`.
     #[serde(default)]
-    #[schema(max_length = 50, pattern = r"^[a-zA-Z0-9+#._ -]*$")]
+    #[schema(value_type = schema::TechLabel)]
     pub language: String,
-    /// Up to 50 characters of letters, digits, spaces and `+ # . _ -`, e.g. `next.js`.
+    /// The framework, e.g. `next.js`.
     #[serde(default)]
-    #[schema(max_length = 50, pattern = r"^[a-zA-Z0-9+#._ -]*$")]
+    #[schema(value_type = schema::TechLabel)]
     pub framework: String,
 }
 
@@ -92,23 +86,22 @@ pub struct CreateProject {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateProject {
-    /// The version the change was based on; or send `If-Match: "<version>"`.
+    /// The version the change was based on (the project's `version` as last read). An
+    /// `If-Match: "<version>"` header may stand in for it.
+    #[serde(default, deserialize_with = "crate::routes::whole_number")]
+    #[schema(required = true, value_type = i64, minimum = 1)]
     pub version: Option<i64>,
     /// New name (as in creation).
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(value_type = Option<schema::ProjectName>)]
     pub name: Option<String>,
     /// New description.
     #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
     /// New language.
-    #[schema(max_length = 50, pattern = r"^[a-zA-Z0-9+#._ -]*$")]
+    #[schema(value_type = Option<schema::TechLabel>)]
     pub language: Option<String>,
     /// New framework.
-    #[schema(max_length = 50, pattern = r"^[a-zA-Z0-9+#._ -]*$")]
+    #[schema(value_type = Option<schema::TechLabel>)]
     pub framework: Option<String>,
 }
 
@@ -132,7 +125,8 @@ pub struct ListQuery {
     #[serde(default, deserialize_with = "crate::routes::deserialize_limit")]
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// `nextCursor` of the previous page.
+    /// `nextCursor` of the previous page, unchanged; absent (or empty) for the first page.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
 }
 
@@ -147,8 +141,9 @@ pub enum Encoding {
     Base64,
 }
 
-/// Body of `PUT /api/projects/{id}/files/{path}`.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Body of `PUT /api/projects/{id}/files/{path}`. Its schema is in `routes::schema`: which
+/// `content` is valid depends on `encoding`.
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PutFile {
     /// The content, as text or base64 according to `encoding`.
@@ -236,7 +231,6 @@ fn project_response(status: actix_web::http::StatusCode, project: pb::Project) -
     ),
     security(("bearer" = []))
 )]
-#[post("")]
 pub async fn create_project(
     state: web::Data<AppState>,
     caller: Caller,
@@ -273,7 +267,6 @@ pub async fn create_project(
     ),
     security(("bearer" = []))
 )]
-#[get("")]
 pub async fn list_projects(
     state: web::Data<AppState>,
     caller: Caller,
@@ -302,14 +295,13 @@ pub async fn list_projects(
 /// Get one project.
 #[utoipa::path(
     get, path = "/api/projects/{id}", tag = "projects",
-    params(("id" = String, Path, description = "Project id")),
+    params(("id" = schema::ProjectId, Path, description = "Project id")),
     responses(
         (status = 200, description = "The project", body = Project),
         (status = 404, description = "No such project of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
-#[get("/{id}")]
 pub async fn get_project(
     state: web::Data<AppState>,
     caller: Caller,
@@ -333,7 +325,7 @@ pub async fn get_project(
 /// (`version` in the body or `If-Match`); a stale version gets 409.
 #[utoipa::path(
     patch, path = "/api/projects/{id}", tag = "projects",
-    params(("id" = String, Path, description = "Project id")),
+    params(("id" = schema::ProjectId, Path, description = "Project id")),
     request_body = UpdateProject,
     responses(
         (status = 200, description = "The updated project", body = Project),
@@ -343,7 +335,6 @@ pub async fn get_project(
     ),
     security(("bearer" = []))
 )]
-#[patch("/{id}")]
 pub async fn update_project(
     state: web::Data<AppState>,
     caller: Caller,
@@ -393,14 +384,13 @@ pub async fn update_project(
 /// Delete a project and all its files.
 #[utoipa::path(
     delete, path = "/api/projects/{id}", tag = "projects",
-    params(("id" = String, Path, description = "Project id")),
+    params(("id" = schema::ProjectId, Path, description = "Project id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such project of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
-#[delete("/{id}")]
 pub async fn delete_project(
     state: web::Data<AppState>,
     caller: Caller,
@@ -422,14 +412,13 @@ pub async fn delete_project(
 /// List a project's files (without content), ordered by path.
 #[utoipa::path(
     get, path = "/api/projects/{id}/files", tag = "files",
-    params(("id" = String, Path, description = "Project id")),
+    params(("id" = schema::ProjectId, Path, description = "Project id")),
     responses(
         (status = 200, description = "The files", body = FileList),
         (status = 404, description = "No such project of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
-#[get("/{id}/files")]
 pub async fn list_files(
     state: web::Data<AppState>,
     caller: Caller,
@@ -460,8 +449,8 @@ pub async fn list_files(
 #[utoipa::path(
     put, path = "/api/projects/{id}/files/{path}", tag = "files",
     params(
-        ("id" = String, Path, description = "Project id"),
-        ("path" = String, Path, description = "File path relative to the project root, e.g. `src/main.ts`"),
+        ("id" = schema::ProjectId, Path, description = "Project id"),
+        ("path" = schema::FilePath, Path, description = "File path relative to the project root, e.g. `src/main.ts`"),
     ),
     request_body = PutFile,
     responses(
@@ -473,7 +462,6 @@ pub async fn list_files(
     ),
     security(("bearer" = []))
 )]
-#[put("/{id}/files/{path:.*}")]
 pub async fn put_file(
     state: web::Data<AppState>,
     caller: Caller,
@@ -516,8 +504,8 @@ pub async fn put_file(
 #[utoipa::path(
     get, path = "/api/projects/{id}/files/{path}", tag = "files",
     params(
-        ("id" = String, Path, description = "Project id"),
-        ("path" = String, Path, description = "File path relative to the project root"),
+        ("id" = schema::ProjectId, Path, description = "Project id"),
+        ("path" = schema::FilePath, Path, description = "File path relative to the project root"),
     ),
     responses(
         (status = 200, description = "The file with its content", body = File),
@@ -525,7 +513,6 @@ pub async fn put_file(
     ),
     security(("bearer" = []))
 )]
-#[get("/{id}/files/{path:.*}")]
 pub async fn get_file(
     state: web::Data<AppState>,
     caller: Caller,
@@ -548,8 +535,8 @@ pub async fn get_file(
 #[utoipa::path(
     delete, path = "/api/projects/{id}/files/{path}", tag = "files",
     params(
-        ("id" = String, Path, description = "Project id"),
-        ("path" = String, Path, description = "File path relative to the project root"),
+        ("id" = schema::ProjectId, Path, description = "Project id"),
+        ("path" = schema::FilePath, Path, description = "File path relative to the project root"),
     ),
     responses(
         (status = 204, description = "Deleted"),
@@ -557,7 +544,6 @@ pub async fn get_file(
     ),
     security(("bearer" = []))
 )]
-#[delete("/{id}/files/{path:.*}")]
 pub async fn delete_file(
     state: web::Data<AppState>,
     caller: Caller,
@@ -575,15 +561,21 @@ pub async fn delete_file(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Registers the routes of this module on the `/api/projects` scope.
+/// Registers the routes of this module on the `/api/projects` scope: one resource per path, so
+/// that a method the path does not serve gets 405 with `Allow`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(create_project)
-        .service(list_projects)
-        .service(list_files)
-        .service(put_file)
-        .service(get_file)
-        .service(delete_file)
-        .service(get_project)
-        .service(update_project)
-        .service(delete_project);
+    cfg.service(web::resource("").post(create_project).get(list_projects))
+        .service(web::resource("/{id}/files").get(list_files))
+        .service(
+            web::resource("/{id}/files/{path:.*}")
+                .put(put_file)
+                .get(get_file)
+                .delete(delete_file),
+        )
+        .service(
+            web::resource("/{id}")
+                .get(get_project)
+                .patch(update_project)
+                .delete(delete_project),
+        );
 }

@@ -1,7 +1,7 @@
 //! `/api/sandbox`: run code in sandbox-service's hardened containers, as one JSON answer or as a
 //! stream of output events.
 
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use autocrea_proto::sandbox::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -9,6 +9,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::downstream::request;
 use crate::identity::Caller;
 use crate::problem::{ApiError, ApiResult};
+use crate::routes::schema;
 use crate::sse;
 use crate::state::AppState;
 
@@ -18,14 +19,16 @@ const SERVICE: &str = "sandbox-service";
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceFile {
-    /// Relative path such as `main.py` or `lib/util.js`.
+    /// Relative path such as `main.py` or `lib/util.js`; unique among the files of a run.
+    #[schema(value_type = schema::SandboxFileName)]
     pub name: String,
     /// UTF-8 content.
     pub content: String,
 }
 
-/// Body of `POST /api/sandbox/execute`: the program as `files` or as one `code` string.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Body of `POST /api/sandbox/execute`: the program as `files` or as one `code` string. Its schema
+/// is in `routes::schema`: one case for each.
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecuteRequest {
     /// `javascript`, `python` or `bash` (see `GET /api/sandbox/languages`).
@@ -43,8 +46,23 @@ pub struct ExecuteRequest {
     #[serde(default)]
     pub args: Vec<String>,
     /// Wall-clock limit in milliseconds (default and maximum are the service's configuration).
+    #[serde(default, deserialize_with = "crate::routes::whole_number")]
     pub timeout_ms: Option<i64>,
 }
+
+/// The names and aliases of the languages sandbox-service runs (any case).
+pub const LANGUAGES: &[&str] = &[
+    "javascript",
+    "js",
+    "node",
+    "nodejs",
+    "python",
+    "py",
+    "python3",
+    "bash",
+    "sh",
+    "shell",
+];
 
 /// The limits a run had.
 #[derive(Debug, Serialize, ToSchema)]
@@ -178,7 +196,6 @@ fn grpc_error(status: tonic::Status) -> ApiError {
     ),
     security(("bearer" = []))
 )]
-#[post("/execute")]
 pub async fn execute(
     state: web::Data<AppState>,
     caller: Caller,
@@ -266,7 +283,6 @@ fn run_step(outcome: Result<Option<pb::ExecuteEvent>, tonic::Status>) -> sse::St
     ),
     security(("bearer" = []))
 )]
-#[get("/languages")]
 pub async fn languages(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
     let list = state
         .downstream
@@ -294,11 +310,13 @@ pub async fn languages(state: web::Data<AppState>, caller: Caller) -> ApiResult<
 #[derive(OpenApi)]
 #[openapi(
     paths(execute, languages),
+    components(schemas(schema::SandboxFileName)),
     tags((name = "sandbox", description = "Run code in hardened, single-use containers"))
 )]
 pub struct SandboxApi;
 
 /// Registers the routes of this module on the `/api/sandbox` scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(execute).service(languages);
+    cfg.service(web::resource("/execute").post(execute))
+        .service(web::resource("/languages").get(languages));
 }

@@ -490,6 +490,15 @@ async fn huge_headers_are_refused_without_hanging() {
         .send()
         .await
         .unwrap();
+    // Past the 16 KiB header budget (MAX_HEADER_BYTES) before any token is looked at.
+    assert_problem(response, 431).await;
+    let response = gw
+        .http
+        .get(gw.url("/api/projects"))
+        .bearer_auth("e".repeat(8 * 1024))
+        .send()
+        .await
+        .unwrap();
     assert_problem(response, 401).await;
     // The gateway still serves.
     let response = gw.get("/api/projects", &user).send().await.unwrap();

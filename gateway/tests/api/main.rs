@@ -12,6 +12,7 @@ mod helpers;
 mod input;
 mod keys;
 mod limits;
+mod methods;
 mod observability;
 mod projects;
 mod sandbox;

@@ -95,13 +95,9 @@ async fn an_overloaded_ai_provider_gives_retries_then_clear_503s_without_pile_up
         );
         fastest = fastest.min(elapsed);
     }
-    // Every caller's first attempt and two retries, no more; backing off 50 ms then 100 ms
-    // (less up to 25 % jitter).
+    // Every caller's first attempt and two retries, no more (backing off up to 50 ms, then up to
+    // 100 ms: full jitter, whose bounds service_runtime::retry's own tests check).
     assert_eq!(stack.fake.calls(), CALLERS * 3);
-    assert!(
-        fastest >= Duration::from_millis(110),
-        "retries backed off: {fastest:?}"
-    );
     assert!(all_done < Duration::from_secs(10), "{all_done:?}");
     // Nothing is left waiting on the provider: the scrape itself is the only request in flight.
     assert_eq!(gw.metric("http_requests_in_flight", &[]).await, 1.0);
