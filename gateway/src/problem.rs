@@ -230,6 +230,17 @@ impl ApiError {
         self
     }
 
+    /// [`ApiError::from_status`] with a route group's own reading of its service's statuses tried
+    /// first (the AI service's error kinds in metadata, say); `refine` answers `None` for
+    /// whatever the generic mapping should handle.
+    pub fn from_status_with(
+        status: &tonic::Status,
+        service: &str,
+        refine: fn(&tonic::Status) -> Option<ApiError>,
+    ) -> Self {
+        refine(status).unwrap_or_else(|| Self::from_status(status, service))
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -257,18 +268,26 @@ impl ApiError {
                     .map(|bad| {
                         bad.field_violations
                             .into_iter()
-                            .map(|v| FieldError {
-                                field: v.field,
-                                message: v.description,
-                            })
+                            .map(|v| http_field_error(&v.field, v.description))
                             .collect()
                     })
                     .unwrap_or_default();
                 if errors.is_empty() {
                     Self::bad_request(message)
                 } else {
+                    // The service's own words, unless they name a field the client spells
+                    // otherwise: then the field errors, in the client's words.
+                    let detail = if errors.iter().all(|e| message.contains(e.field.as_str())) {
+                        message.to_string()
+                    } else {
+                        errors
+                            .iter()
+                            .map(|e| format!("invalid {}: {}", e.field, e.message))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    };
                     let mut error = Self::validation(errors);
-                    error.detail = message.to_string();
+                    error.detail = detail;
                     error
                 }
             }
@@ -413,6 +432,28 @@ impl ResponseError for ApiError {
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// A field violation of a service, in the HTTP API's words: services name paging and retry
+/// fields as gRPC does (`pageSize`, `pageToken`, `idempotencyKey`); clients send `limit`,
+/// `cursor` and the `Idempotency-Key` header.
+fn http_field_error(field: &str, message: String) -> FieldError {
+    let (field, message) = match field {
+        "pageSize" => ("limit", message),
+        "pageToken" => (
+            "cursor",
+            "is not a cursor this API gave you for this listing (it is malformed, was changed, \
+             or belongs to another user); pass `nextCursor` of the previous page unchanged, or \
+             leave it out for the first page"
+                .to_string(),
+        ),
+        "idempotencyKey" => ("Idempotency-Key", message),
+        other => (other, message),
+    };
+    FieldError {
+        field: field.to_string(),
+        message,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -441,5 +482,26 @@ mod tests {
             ApiError::from_status(&deadline, "project-service").status(),
             StatusCode::GATEWAY_TIMEOUT
         );
+    }
+
+    #[test]
+    fn service_field_names_become_the_http_api_s() {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let status = Status::with_error_details(
+            Code::InvalidArgument,
+            "invalid pageToken: garbage",
+            ErrorDetails::with_bad_request_violation("pageToken", "garbage"),
+        );
+        let error = ApiError::from_status(&status, "project-service");
+        assert_eq!(error.field_errors()[0].field, "cursor");
+        assert!(error.field_errors()[0].message.contains("nextCursor"));
+        let status = Status::with_error_details(
+            Code::InvalidArgument,
+            "invalid idempotencyKey: too long",
+            ErrorDetails::with_bad_request_violation("idempotencyKey", "too long"),
+        );
+        let error = ApiError::from_status(&status, "deploy-service");
+        assert_eq!(error.field_errors()[0].field, "Idempotency-Key");
+        assert_eq!(error.field_errors()[0].message, "too long");
     }
 }

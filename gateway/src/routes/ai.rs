@@ -484,13 +484,20 @@ fn metadata<'a>(map: &'a tonic::metadata::MetadataMap, key: &str) -> Option<&'a 
 /// provider's conditions with metadata (see `ai.proto`); those get specific problems here, and
 /// everything else goes through the gateway-wide [`ApiError::from_status`].
 pub fn ai_error(status: &tonic::Status) -> ApiError {
+    ApiError::from_status_with(status, SERVICE, ai_detail)
+}
+
+/// What ai-service says about its failures beyond the gRPC code (`x-ai-error`, the provider's
+/// `x-upstream-error` and `retry-after` in metadata), as problems of their own; `None` for the
+/// rest, which the generic mapping handles.
+fn ai_detail(status: &tonic::Status) -> Option<ApiError> {
     use tonic::Code;
     let meta = status.metadata();
     let ai = metadata(meta, "x-ai-error");
     let upstream = metadata(meta, "x-upstream-error");
     let retry_after = metadata(meta, "retry-after").and_then(|v| v.parse::<u64>().ok());
     let message = status.message();
-    match (status.code(), ai, upstream) {
+    Some(match (status.code(), ai, upstream) {
         // ai-service names the variables to set; no Retry-After: waiting does not help.
         (Code::FailedPrecondition, Some("not-configured"), _) => ApiError::custom(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -545,8 +552,8 @@ pub fn ai_error(status: &tonic::Status) -> ApiError {
             "AI provider answered unreadably",
             message,
         ),
-        _ => ApiError::from_status(status, SERVICE),
-    }
+        _ => return None,
+    })
 }
 
 /// Times one request and writes `Server-Timing`.

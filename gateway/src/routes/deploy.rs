@@ -10,7 +10,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use autocrea_proto::deploy::v1 as pb;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tonic_types::StatusExt;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::downstream::request;
@@ -181,38 +180,6 @@ impl From<pb::DeploymentEvent> for DeploymentEvent {
     }
 }
 
-/// Names deploy-service gives fields that the HTTP API spells differently.
-fn http_field(field: &str) -> &str {
-    match field {
-        "idempotencyKey" => "Idempotency-Key",
-        "pageSize" => "limit",
-        "pageToken" => "cursor",
-        other => other,
-    }
-}
-
-/// The one gRPC→HTTP mapping, with field violations renamed to what the client sent.
-fn grpc_error(status: tonic::Status) -> ApiError {
-    if status.code() == tonic::Code::InvalidArgument
-        && let Some(bad) = status.get_details_bad_request()
-        && bad
-            .field_violations
-            .iter()
-            .any(|v| http_field(&v.field) != v.field)
-    {
-        return ApiError::validation(
-            bad.field_violations
-                .into_iter()
-                .map(|v| FieldError {
-                    field: http_field(&v.field).to_string(),
-                    message: v.description,
-                })
-                .collect(),
-        );
-    }
-    ApiError::from_status(&status, SERVICE)
-}
-
 /// A required string field: absent or blank is a field error.
 fn required(value: Option<String>, field: &str, errors: &mut Vec<FieldError>) -> String {
     match value {
@@ -294,7 +261,7 @@ pub async fn create_deployment(
         .clone()
         .create_deployment(request(&caller, message))
         .await
-        .map_err(grpc_error)?
+        .map_err(|status| ApiError::from_status(&status, SERVICE))?
         .into_inner();
     Ok(accepted(deployment))
 }
@@ -337,7 +304,7 @@ pub async fn list_deployments(
         .clone()
         .list_deployments(request(&caller, message))
         .await
-        .map_err(|status| crate::routes::list_error(&status, SERVICE))?
+        .map_err(|status| ApiError::from_status(&status, SERVICE))?
         .into_inner();
     Ok(HttpResponse::Ok().json(DeploymentPage {
         items: page.deployments.into_iter().map(Deployment::from).collect(),
@@ -369,7 +336,7 @@ pub async fn get_deployment(
         .clone()
         .get_deployment(request(&caller, message))
         .await
-        .map_err(grpc_error)?
+        .map_err(|status| ApiError::from_status(&status, SERVICE))?
         .into_inner();
     Ok(HttpResponse::Ok().json(Deployment::from(deployment)))
 }
@@ -416,7 +383,7 @@ pub async fn deployment_events(
         .clone()
         .watch_deployment(request(&caller, message))
         .await
-        .map_err(grpc_error)?
+        .map_err(|status| ApiError::from_status(&status, SERVICE))?
         .into_inner();
     Ok(slot.respond(HttpResponse::Ok(), stream, watch_step(after)))
 }
@@ -458,7 +425,7 @@ fn watch_step(
             "the event stream ended before the deployment finished; watch again".to_string(),
         ))),
         Err(status) => {
-            let problem = grpc_error(status);
+            let problem = ApiError::from_status(&status, SERVICE);
             sse::Step::Finish(Some(error_event(
                 problem.status().as_u16(),
                 problem.to_string(),
@@ -494,7 +461,7 @@ pub async fn cancel_deployment(
         .clone()
         .cancel_deployment(request(&caller, message))
         .await
-        .map_err(grpc_error)?
+        .map_err(|status| ApiError::from_status(&status, SERVICE))?
         .into_inner();
     Ok(HttpResponse::Ok().json(Deployment::from(deployment)))
 }
@@ -526,7 +493,7 @@ pub async fn rollback_deployment(
         .clone()
         .rollback_deployment(request(&caller, message))
         .await
-        .map_err(grpc_error)?
+        .map_err(|status| ApiError::from_status(&status, SERVICE))?
         .into_inner();
     Ok(accepted(deployment))
 }

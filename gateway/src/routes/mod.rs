@@ -260,22 +260,6 @@ pub fn page_size(limit: Option<i64>) -> Result<i32, ApiError> {
     }
 }
 
-/// Maps a listing's gRPC error: a refused page token becomes an error about the `cursor`
-/// parameter, in the HTTP API's own words (services call it `pageToken` / `nextPageToken`).
-pub fn list_error(status: &tonic::Status, service: &str) -> ApiError {
-    let error = ApiError::from_status(status, service);
-    if error.field_errors().iter().any(|e| e.field == "pageToken") {
-        ApiError::invalid_field(
-            "cursor",
-            "is not a cursor this API gave you for this listing (it is malformed, was changed, or \
-             belongs to another user); pass `nextCursor` of the previous page unchanged, or leave \
-             it out for the first page",
-        )
-    } else {
-        error
-    }
-}
-
 /// Formats Unix milliseconds as RFC 3339.
 pub use crate::timestamp::rfc3339 as timestamp;
 

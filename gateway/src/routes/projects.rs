@@ -284,7 +284,7 @@ pub async fn list_projects(
         .clone()
         .list_projects(request(&caller, message))
         .await
-        .map_err(|status| crate::routes::list_error(&status, SERVICE))?
+        .map_err(|status| ApiError::from_status(&status, SERVICE))?
         .into_inner();
     Ok(HttpResponse::Ok().json(ProjectPage {
         items: page.projects.into_iter().map(Project::from).collect(),
