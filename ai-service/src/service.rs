@@ -34,18 +34,14 @@ impl AiApi {
     }
 }
 
-/// Token counts as every response carries them.
-struct Tokens {
-    used: u64,
-    input: u64,
-    output: u64,
-}
-
-fn tokens(answer: &Answer) -> Tokens {
-    Tokens {
-        used: answer.usage.input_tokens + answer.usage.output_tokens,
-        input: answer.usage.input_tokens,
-        output: answer.usage.output_tokens,
+/// What the answer cost and who gave it, as every response carries it.
+fn usage(answer: &Answer) -> pb::Usage {
+    pb::Usage {
+        tokens_used: answer.usage.input_tokens + answer.usage.output_tokens,
+        input_tokens: answer.usage.input_tokens,
+        output_tokens: answer.usage.output_tokens,
+        model: answer.model.clone(),
+        cached: answer.cached,
     }
 }
 
@@ -68,28 +64,18 @@ fn respond<T>(answer: &Answer, message: T) -> Response<T> {
 
 fn generate_response(task: &Task, answer: &Answer) -> pb::GenerateResponse {
     let code = answer.code(task);
-    let t = tokens(answer);
     pb::GenerateResponse {
         code: code.code,
         language: task.language().map(|l| l.name()).unwrap_or_default().into(),
         explanation: code.explanation,
-        tokens_used: t.used,
-        input_tokens: t.input,
-        output_tokens: t.output,
-        model: answer.model.clone(),
-        cached: answer.cached,
+        usage: Some(usage(answer)),
     }
 }
 
 fn chat_response(answer: &Answer) -> pb::ChatResponse {
-    let t = tokens(answer);
     pb::ChatResponse {
         message: answer.text.clone(),
-        tokens_used: t.used,
-        input_tokens: t.input,
-        output_tokens: t.output,
-        model: answer.model.clone(),
-        cached: answer.cached,
+        usage: Some(usage(answer)),
     }
 }
 
@@ -199,15 +185,10 @@ impl AiService for AiApi {
         let user = caller(&request)?;
         let task = Task::explain(request.get_ref(), self.assistant.limits())?;
         let answer = self.unary(&user, &task).await?;
-        let t = tokens(&answer);
         let message = pb::ExplainResponse {
             explanation: answer.text.trim().to_string(),
             language: task.language().map(|l| l.name()).unwrap_or_default().into(),
-            tokens_used: t.used,
-            input_tokens: t.input,
-            output_tokens: t.output,
-            model: answer.model.clone(),
-            cached: answer.cached,
+            usage: Some(usage(&answer)),
         };
         Ok(respond(&answer, message))
     }
@@ -224,11 +205,7 @@ impl AiService for AiApi {
             code: g.code,
             explanation: g.explanation,
             language: g.language,
-            tokens_used: g.tokens_used,
-            input_tokens: g.input_tokens,
-            output_tokens: g.output_tokens,
-            model: g.model,
-            cached: g.cached,
+            usage: g.usage,
         };
         Ok(respond(&answer, message))
     }
@@ -245,11 +222,7 @@ impl AiService for AiApi {
             code: g.code,
             explanation: g.explanation,
             language: g.language,
-            tokens_used: g.tokens_used,
-            input_tokens: g.input_tokens,
-            output_tokens: g.output_tokens,
-            model: g.model,
-            cached: g.cached,
+            usage: g.usage,
         };
         Ok(respond(&answer, message))
     }
@@ -265,11 +238,7 @@ impl AiService for AiApi {
         let message = pb::CompleteResponse {
             completion: g.code,
             language: g.language,
-            tokens_used: g.tokens_used,
-            input_tokens: g.input_tokens,
-            output_tokens: g.output_tokens,
-            model: g.model,
-            cached: g.cached,
+            usage: g.usage,
         };
         Ok(respond(&answer, message))
     }

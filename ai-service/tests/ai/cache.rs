@@ -16,7 +16,7 @@ async fn identical_requests_are_answered_from_the_memory_cache() {
         .await
         .expect("first")
         .into_inner();
-    assert!(!first.cached);
+    assert!(!first.usage.as_ref().unwrap().cached);
     // Same request modulo surrounding whitespace and line endings, from another user.
     let second = app
         .client
@@ -26,13 +26,13 @@ async fn identical_requests_are_answered_from_the_memory_cache() {
     assert_eq!(meta(second.metadata(), "x-cache"), Some("hit"));
     assert!(meta(second.metadata(), "x-provider-ms").is_none());
     let second = second.into_inner();
-    assert!(second.cached);
+    assert!(second.usage.as_ref().unwrap().cached);
     assert_eq!(second.code, first.code);
     assert_eq!(
         (
-            second.tokens_used,
-            second.input_tokens,
-            second.output_tokens
+            second.usage.as_ref().unwrap().tokens_used,
+            second.usage.as_ref().unwrap().input_tokens,
+            second.usage.as_ref().unwrap().output_tokens
         ),
         (0, 0, 0)
     );
@@ -53,7 +53,7 @@ async fn identical_requests_are_answered_from_the_memory_cache() {
     let Some(pb::generate_stream_event::Event::Done(done)) = events.last() else {
         panic!("done last");
     };
-    assert!(done.cached);
+    assert!(done.usage.as_ref().unwrap().cached);
     assert_eq!(fake.calls(), 1);
 
     // A different language is a different request.
@@ -74,7 +74,7 @@ async fn chat_is_never_cached() {
             .await
             .expect("chat")
             .into_inner();
-        assert!(!r.cached);
+        assert!(!r.usage.as_ref().unwrap().cached);
     }
     assert_eq!(fake.calls(), 2);
 }
@@ -98,14 +98,17 @@ async fn the_redis_cache_is_shared_between_replicas() {
         .await
         .expect("first")
         .into_inner();
-    assert!(!first.cached);
+    assert!(!first.usage.as_ref().unwrap().cached);
     let second = two
         .client
         .generate(req(generate("a greeting")))
         .await
         .expect("second")
         .into_inner();
-    assert!(second.cached, "the other replica's answer came from Redis");
+    assert!(
+        second.usage.as_ref().unwrap().cached,
+        "the other replica's answer came from Redis"
+    );
     assert_eq!(second.code, first.code);
     assert_eq!(fake.calls(), 1);
 }

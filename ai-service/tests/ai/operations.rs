@@ -38,13 +38,19 @@ async fn generate_on_anthropic_returns_the_python_block_without_fences_and_usage
     );
     assert!(!r.explanation.contains("```"));
     assert_eq!(r.language, "python");
-    assert_eq!(r.model, ANTHROPIC_MODEL);
+    assert_eq!(r.usage.as_ref().unwrap().model, ANTHROPIC_MODEL);
     assert_eq!(
-        (r.input_tokens, r.output_tokens),
+        (
+            r.usage.as_ref().unwrap().input_tokens,
+            r.usage.as_ref().unwrap().output_tokens
+        ),
         (ANTHROPIC_INPUT, ANTHROPIC_OUTPUT)
     );
-    assert_eq!(r.tokens_used, ANTHROPIC_INPUT + ANTHROPIC_OUTPUT);
-    assert!(!r.cached);
+    assert_eq!(
+        r.usage.as_ref().unwrap().tokens_used,
+        ANTHROPIC_INPUT + ANTHROPIC_OUTPUT
+    );
+    assert!(!r.usage.as_ref().unwrap().cached);
 
     let seen = fake.seen();
     assert_eq!(seen.len(), 1);
@@ -74,9 +80,12 @@ async fn generate_on_openai_compatible_sends_bearer_and_system_message() {
         .expect("generate")
         .into_inner();
     assert!(r.code.starts_with("def greet(name):"), "{}", r.code);
-    assert_eq!(r.model, OPENAI_MODEL);
+    assert_eq!(r.usage.as_ref().unwrap().model, OPENAI_MODEL);
     assert_eq!(
-        (r.input_tokens, r.output_tokens),
+        (
+            r.usage.as_ref().unwrap().input_tokens,
+            r.usage.as_ref().unwrap().output_tokens
+        ),
         (OPENAI_INPUT, OPENAI_OUTPUT)
     );
     let seen = fake.seen();
@@ -101,7 +110,10 @@ async fn explain_returns_the_models_text() {
         .expect("explain")
         .into_inner();
     assert_eq!(r.explanation, "It adds two numbers and returns the sum.");
-    assert_eq!(r.tokens_used, ANTHROPIC_INPUT + ANTHROPIC_OUTPUT);
+    assert_eq!(
+        r.usage.as_ref().unwrap().tokens_used,
+        ANTHROPIC_INPUT + ANTHROPIC_OUTPUT
+    );
     let body = &fake.seen()[0].body;
     assert_eq!(body["max_tokens"], json!(2048));
     assert!(
@@ -217,7 +229,10 @@ async fn chat_sends_the_whole_conversation() {
         .expect("chat")
         .into_inner();
     assert_eq!(r.message, "Use a `HashMap`.");
-    assert_eq!(r.tokens_used, OPENAI_INPUT + OPENAI_OUTPUT);
+    assert_eq!(
+        r.usage.as_ref().unwrap().tokens_used,
+        OPENAI_INPUT + OPENAI_OUTPUT
+    );
     let messages = fake.seen()[0].body["messages"].as_array().unwrap().clone();
     assert_eq!(messages.len(), 4);
     assert_eq!(messages[2]["role"], "assistant");

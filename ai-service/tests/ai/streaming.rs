@@ -41,10 +41,13 @@ async fn generate_stream_on_anthropic_sends_several_deltas_then_code_and_usage()
     };
     assert!(done.code.starts_with("def greet(name):"));
     assert_eq!(
-        (done.input_tokens, done.output_tokens),
+        (
+            done.usage.as_ref().unwrap().input_tokens,
+            done.usage.as_ref().unwrap().output_tokens
+        ),
         (ANTHROPIC_INPUT, ANTHROPIC_OUTPUT)
     );
-    assert_eq!(done.model, ANTHROPIC_MODEL);
+    assert_eq!(done.usage.as_ref().unwrap().model, ANTHROPIC_MODEL);
     assert_eq!(fake.seen()[0].body["stream"], json!(true));
 }
 
@@ -72,7 +75,10 @@ async fn chat_stream_on_openai_asks_for_usage_and_reports_it() {
     let done = done.expect("done event");
     assert_eq!(done.message, "Hello there, how can I help you today?");
     assert_eq!(
-        (done.input_tokens, done.output_tokens),
+        (
+            done.usage.as_ref().unwrap().input_tokens,
+            done.usage.as_ref().unwrap().output_tokens
+        ),
         (OPENAI_INPUT, OPENAI_OUTPUT)
     );
     let body = &fake.seen()[0].body;

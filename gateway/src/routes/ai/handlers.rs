@@ -1,0 +1,267 @@
+//! The `/api/ai` handlers: read the caller and body, call ai-service, map the answer.
+
+use super::*;
+
+/// Generate code from a prompt. With `Accept: text/event-stream` the answer streams: `delta`
+/// events (`{"text"}`, raw model text) as tokens arrive, then one `done` event with the
+/// `GenerateResult` and its usage, or an `error` event (`StreamErrorEvent`, usage so far) when
+/// the provider fails mid-way. Closing the connection cancels the provider call.
+#[utoipa::path(
+    post, path = "/api/ai/generate", tag = "ai",
+    request_body = GenerateBody,
+    responses(
+        (status = 200, description = "Generated code, or its event stream", content(
+            (GenerateResult = "application/json"),
+            (String = "text/event-stream"),
+        ), headers(("server-timing" = String, description = "provider and own time"))),
+        (status = 400, description = "Invalid input, per field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited, or the monthly token budget is used up", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The AI provider refused our credentials or the request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No AI provider configured, or the provider is overloaded (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The AI provider did not answer in time", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn generate(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<GenerateBody>,
+) -> HttpResponse {
+    let timing = Timing::start();
+    let body = body.into_inner();
+    let message = pb::GenerateRequest {
+        prompt: body.prompt,
+        language: body.language,
+        framework: body.framework,
+    };
+    let mut client = state.downstream.ai.clone();
+    if sse::wants_stream(&req) {
+        let call = || client.generate_stream(request(&caller, message));
+        streamed(&state, &caller, &timing, call, generate_frame).await
+    } else {
+        let call = client.generate(request(&caller, message));
+        timing.unary(call, GenerateResult::from).await
+    }
+}
+
+/// Explain what a piece of code does.
+#[utoipa::path(
+    post, path = "/api/ai/explain", tag = "ai",
+    request_body = ExplainBody,
+    responses(
+        (status = 200, description = "The explanation", body = ExplainResult),
+        (status = 400, description = "Invalid input, per field", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited, or the monthly token budget is used up", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The AI provider refused our credentials or the request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No AI provider configured, or the provider is overloaded", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn explain(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<ExplainBody>,
+) -> HttpResponse {
+    let timing = Timing::start();
+    let body = body.into_inner();
+    let message = pb::ExplainRequest {
+        code: body.code,
+        language: body.language,
+    };
+    let mut client = state.downstream.ai.clone();
+    timing
+        .unary(client.explain(request(&caller, message)), |r| {
+            ExplainResult {
+                explanation: r.explanation,
+                language: r.language,
+                usage: r.usage.into(),
+            }
+        })
+        .await
+}
+
+/// Fix code given the error it produces: the whole fixed code and what was wrong.
+#[utoipa::path(
+    post, path = "/api/ai/fix", tag = "ai",
+    request_body = FixBody,
+    responses(
+        (status = 200, description = "The fixed code", body = FixResult),
+        (status = 400, description = "Invalid input, per field", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited, or the monthly token budget is used up", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The AI provider refused our credentials or the request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No AI provider configured, or the provider is overloaded", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn fix(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<FixBody>,
+) -> HttpResponse {
+    let timing = Timing::start();
+    let body = body.into_inner();
+    let message = pb::FixRequest {
+        code: body.code,
+        error: body.error,
+        language: body.language,
+    };
+    let mut client = state.downstream.ai.clone();
+    timing
+        .unary(client.fix(request(&caller, message)), |r| FixResult {
+            code: r.code,
+            explanation: r.explanation,
+            language: r.language,
+            usage: r.usage.into(),
+        })
+        .await
+}
+
+/// Refactor code, optionally towards stated goals.
+#[utoipa::path(
+    post, path = "/api/ai/refactor", tag = "ai",
+    request_body = RefactorBody,
+    responses(
+        (status = 200, description = "The refactored code", body = RefactorResult),
+        (status = 400, description = "Invalid input, per field", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited, or the monthly token budget is used up", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The AI provider refused our credentials or the request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No AI provider configured, or the provider is overloaded", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn refactor(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<RefactorBody>,
+) -> HttpResponse {
+    let timing = Timing::start();
+    let body = body.into_inner();
+    let message = pb::RefactorRequest {
+        code: body.code,
+        language: body.language,
+        goals: body.goals,
+    };
+    let mut client = state.downstream.ai.clone();
+    timing
+        .unary(client.refactor(request(&caller, message)), |r| {
+            RefactorResult {
+                code: r.code,
+                explanation: r.explanation,
+                language: r.language,
+                usage: r.usage.into(),
+            }
+        })
+        .await
+}
+
+/// Editor auto-completion: the text to insert between `prefix` and `suffix`. Short and fast.
+#[utoipa::path(
+    post, path = "/api/ai/complete", tag = "ai",
+    request_body = CompleteBody,
+    responses(
+        (status = 200, description = "The completion", body = CompleteResult),
+        (status = 400, description = "Invalid input, per field", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited, or the monthly token budget is used up", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The AI provider refused our credentials or the request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No AI provider configured, or the provider is overloaded", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn complete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<CompleteBody>,
+) -> HttpResponse {
+    let timing = Timing::start();
+    let body = body.into_inner();
+    let message = pb::CompleteRequest {
+        prefix: body.prefix,
+        suffix: body.suffix,
+        language: body.language,
+    };
+    let mut client = state.downstream.ai.clone();
+    timing
+        .unary(client.complete(request(&caller, message)), |r| {
+            CompleteResult {
+                completion: r.completion,
+                language: r.language,
+                usage: r.usage.into(),
+            }
+        })
+        .await
+}
+
+/// Multi-turn chat about code. With `Accept: text/event-stream` the reply streams like
+/// `generate`'s, the `done` event carrying a `ChatResult`. Conversations are never cached.
+#[utoipa::path(
+    post, path = "/api/ai/chat", tag = "ai",
+    request_body = ChatBody,
+    responses(
+        (status = 200, description = "The reply, or its event stream", content(
+            (ChatResult = "application/json"),
+            (String = "text/event-stream"),
+        )),
+        (status = 400, description = "Invalid input, per field", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited, or the monthly token budget is used up", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The AI provider refused our credentials or the request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No AI provider configured, or the provider is overloaded", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn chat(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<ChatBody>,
+) -> HttpResponse {
+    let timing = Timing::start();
+    let body = body.into_inner();
+    let message = pb::ChatRequest {
+        messages: body
+            .messages
+            .into_iter()
+            .map(|m| pb::ChatMessage {
+                role: m.role,
+                content: m.content,
+            })
+            .collect(),
+        project_id: body.project_id,
+    };
+    let mut client = state.downstream.ai.clone();
+    if sse::wants_stream(&req) {
+        let call = || client.chat_stream(request(&caller, message));
+        streamed(&state, &caller, &timing, call, chat_frame).await
+    } else {
+        let call = client.chat(request(&caller, message));
+        timing.unary(call, ChatResult::from).await
+    }
+}
+
+/// The caller's token usage for the current UTC day and month, by operation, and what is left
+/// of the monthly budget when there is one.
+#[utoipa::path(
+    get, path = "/api/ai/usage", tag = "ai",
+    responses(
+        (status = 200, description = "The caller's usage", body = Usage),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn usage(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
+    let timing = Timing::start();
+    let mut client = state.downstream.ai.clone();
+    timing
+        .unary(
+            client.get_usage(request(&caller, pb::GetUsageRequest {})),
+            |r| Usage {
+                day: r.day.unwrap_or_default().into(),
+                month: r.month.unwrap_or_default().into(),
+                monthly_token_budget: r.monthly_token_budget,
+                monthly_tokens_remaining: r.monthly_tokens_remaining,
+            },
+        )
+        .await
+}
