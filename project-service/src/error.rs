@@ -18,6 +18,12 @@ pub enum Error {
     /// The project has no file at that path.
     #[error("file not found")]
     FileNotFound,
+    /// A file already has the path a rename asked for.
+    #[error("a file already exists at {path}; delete it first or choose another path")]
+    FileExists {
+        /// The path asked for.
+        path: String,
+    },
     /// The project changed since the caller read it.
     #[error(
         "version conflict: expected {expected}, current {current}; read the project again and retry"
@@ -65,6 +71,7 @@ impl From<Error> for Status {
             Error::Invalid(invalid) => invalid.into(),
             Error::ProjectNotFound | Error::FileNotFound => Status::not_found(message),
             Error::VersionConflict { .. } => Status::aborted(message),
+            Error::FileExists { .. } => Status::already_exists(message),
             Error::TooManyFiles { .. } | Error::ProjectTooLarge { .. } => {
                 Status::failed_precondition(message)
             }
@@ -130,6 +137,19 @@ mod tests {
             .db("select project")
             .map_err(Error::from);
         assert_eq!(Status::from(other.unwrap_err()).code(), Code::Internal);
+    }
+
+    #[test]
+    fn a_taken_path_is_already_exists() {
+        let status = Status::from(Error::FileExists {
+            path: "src/a.py".into(),
+        });
+        assert_eq!(status.code(), Code::AlreadyExists);
+        assert!(
+            status.message().contains("src/a.py"),
+            "{}",
+            status.message()
+        );
     }
 
     #[test]

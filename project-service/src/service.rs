@@ -6,7 +6,7 @@ use autocrea_proto::project::v1::project_service_server::ProjectService;
 use service_runtime::grpc::caller;
 use tonic::{Request, Response, Status};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Invalid, Result};
 use crate::store::PROJECT_PAGES;
 use crate::store::{
     FileRecord, NewProject, ProjectChanges, ProjectQuota, ProjectRecord, ProjectStore,
@@ -192,6 +192,20 @@ impl ProjectService for ProjectApi {
         let path = FilePath::parse(&req.path).map_err(Error::from)?;
         self.store.delete_file(&owner, &id, &path).await?;
         Ok(Response::new(pb::DeleteFileResponse {}))
+    }
+
+    async fn move_file(
+        &self,
+        request: Request<pb::MoveFileRequest>,
+    ) -> Result<Response<pb::File>, Status> {
+        let owner = caller(&request)?;
+        let req = request.get_ref();
+        let id = project_id(&req.project_id)?;
+        let from = FilePath::parse(&req.path).map_err(Error::from)?;
+        let to = FilePath::parse(&req.new_path)
+            .map_err(|e| Error::from(Invalid::new("newPath", e.message)))?;
+        let file = self.store.move_file(&owner, &id, &from, &to).await?;
+        Ok(Response::new(file.into()))
     }
 }
 

@@ -471,6 +471,49 @@ impl ProjectStore {
         Ok(())
     }
 
+    /// Renames the file at `from` in project `id` of `owner` to `to`, keeping its content and
+    /// creation time; the project's size and file count do not change.
+    pub async fn move_file(
+        &self,
+        owner: &str,
+        id: &ProjectId,
+        from: &FilePath,
+        to: &FilePath,
+    ) -> Result<FileRecord> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        Self::lock_project(&mut tx, owner, id, now).await?;
+        if from != to {
+            let taken: Option<i64> =
+                sqlx::query_scalar("SELECT size FROM files WHERE project_id = $1 AND path = $2")
+                    .bind(id.as_str())
+                    .bind(to.as_str())
+                    .fetch_optional(tx.traced())
+                    .await
+                    .db("read target path")?;
+            if taken.is_some() {
+                return Err(Error::FileExists {
+                    path: to.as_str().to_string(),
+                });
+            }
+        }
+        let row = sqlx::query(
+            "UPDATE files SET path = $1, updated_at_ms = $2 WHERE project_id = $3 AND path = $4 \
+             RETURNING path, size, sha256, created_at_ms, updated_at_ms",
+        )
+        .bind(to.as_str())
+        .bind(now)
+        .bind(id.as_str())
+        .bind(from.as_str())
+        .fetch_optional(tx.traced())
+        .await
+        .db("move file")?
+        .ok_or(Error::FileNotFound)?;
+        let file = file_from_row(&row, false).db("decode file")?;
+        tx.commit().await.db("commit move file")?;
+        Ok(file)
+    }
+
     async fn begin(&self) -> Result<TracedTransaction> {
         Ok(self.db.begin().await.db("begin transaction")?)
     }

@@ -27,6 +27,7 @@ use crate::routes::{health, projects};
         projects::list_files,
         projects::put_file,
         projects::get_file,
+        projects::move_file,
         projects::delete_file,
     ),
     components(schemas(

@@ -153,6 +153,16 @@ pub struct PutFile {
     pub encoding: Encoding,
 }
 
+/// Body of `PATCH /api/projects/{id}/files/{path}`: rename (move) the file.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MoveFile {
+    /// The file's new path relative to the project root, e.g. `src/app.ts` (the rules of every
+    /// file path).
+    #[schema(value_type = schema::FilePath)]
+    pub new_path: String,
+}
+
 /// A file of a project.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -531,6 +541,46 @@ pub async fn get_file(
     Ok(HttpResponse::Ok().json(File::from_pb(file, true)))
 }
 
+/// Rename (move) a file within its project, keeping its content. Answers the file at its new
+/// path, without content.
+#[utoipa::path(
+    patch, path = "/api/projects/{id}/files/{path}", tag = "files",
+    params(
+        ("id" = schema::ProjectId, Path, description = "Project id"),
+        ("path" = schema::FilePath, Path, description = "The file's current path"),
+    ),
+    request_body = MoveFile,
+    responses(
+        (status = 200, description = "Renamed", body = File),
+        (status = 400, description = "Invalid path or new path", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such project or file", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A file already exists at the new path", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn move_file(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Path<(String, String)>,
+    body: web::Json<MoveFile>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, path) = params.into_inner();
+    let message = pb::MoveFileRequest {
+        project_id,
+        path,
+        new_path: body.into_inner().new_path,
+    };
+    let file = state
+        .downstream
+        .project
+        .clone()
+        .move_file(request(&caller, message))
+        .await
+        .map_err(grpc_error)?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(File::from_pb(file, false)))
+}
+
 /// Delete a file.
 #[utoipa::path(
     delete, path = "/api/projects/{id}/files/{path}", tag = "files",
@@ -570,6 +620,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/{id}/files/{path:.*}")
                 .put(put_file)
                 .get(get_file)
+                .patch(move_file)
                 .delete(delete_file),
         )
         .service(

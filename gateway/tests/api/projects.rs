@@ -284,3 +284,75 @@ async fn isolation(db: Db) {
     assert_eq!(still.status(), 200);
 }
 on_both_databases!(another_users_project_is_not_found, isolation);
+
+async fn rename(db: Db) {
+    let stack = Stack::start(db).await;
+    let gw = &stack.gateway;
+    let user = unique_user("rename");
+    let project = gw.create_project(&user, "renames").await;
+    let id = project["id"].as_str().unwrap();
+    let files = format!("/api/projects/{id}/files");
+    for (path, content) in [("main.py", "print('hi')"), ("util.py", "x = 1")] {
+        let put = gw
+            .put(&format!("{files}/{path}"), &user)
+            .json(&json!({ "content": content }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 201);
+    }
+
+    let moved = gw
+        .patch(&format!("{files}/main.py"), &user)
+        .json(&json!({ "newPath": "src/app.py" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
+    let moved: Value = moved.json().await.unwrap();
+    assert_eq!(moved["path"], "src/app.py");
+    let read: Value = gw
+        .get(&format!("{files}/src/app.py"), &user)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["content"], "print('hi')");
+    let gone = gw
+        .get(&format!("{files}/main.py"), &user)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(gone, 404).await;
+
+    let taken = gw
+        .patch(&format!("{files}/util.py"), &user)
+        .json(&json!({ "newPath": "src/app.py" }))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(taken, 409).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("src/app.py"),
+        "{body}"
+    );
+    let invalid = gw
+        .patch(&format!("{files}/util.py"), &user)
+        .json(&json!({ "newPath": "../x.py" }))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(invalid, 400).await;
+    assert_eq!(body["errors"][0]["field"], "newPath", "{body}");
+    let other = gw
+        .patch(&format!("{files}/util.py"), &unique_user("other"))
+        .json(&json!({ "newPath": "mine.py" }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(other, 404).await;
+}
+
+on_both_databases!(a_file_is_renamed_by_patching_its_path, rename);

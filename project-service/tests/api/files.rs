@@ -10,6 +10,7 @@ both_backends!(
     file_crud,
     delete_project_removes_its_files,
     invalid_file_paths_name_the_field,
+    a_file_is_renamed_within_its_project,
 );
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -250,4 +251,86 @@ async fn invalid_file_paths_name_the_field(backend: Backend) {
         );
     }
     assert_eq!(app.list_files("alice", id, false).await.unwrap().len(), 4);
+}
+
+async fn move_file(
+    app: &TestApp,
+    user: &str,
+    id: &str,
+    path: &str,
+    new_path: &str,
+) -> Result<pb::File, tonic::Status> {
+    app.client()
+        .move_file(as_user(
+            user,
+            pb::MoveFileRequest {
+                project_id: id.to_string(),
+                path: path.to_string(),
+                new_path: new_path.to_string(),
+            },
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn a_file_is_renamed_within_its_project(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let project = app.create_project("alice", "Renames").await;
+    let id = project.id.as_str();
+    app.put_file("alice", id, "main.py", "print('hi')")
+        .await
+        .unwrap();
+    app.put_file("alice", id, "util.py", "x = 1").await.unwrap();
+    let before = get_file(&app, "alice", id, "main.py").await.unwrap();
+
+    let moved = move_file(&app, "alice", id, "main.py", "src/app.py")
+        .await
+        .expect("rename");
+    assert_eq!(moved.path, "src/app.py");
+    assert!(moved.content.is_empty(), "no content in the answer");
+    assert_eq!(moved.sha256, before.sha256);
+    assert_eq!(moved.created_at_ms, before.created_at_ms);
+    let read = get_file(&app, "alice", id, "src/app.py").await.unwrap();
+    assert_eq!(read.content, b"print('hi')");
+    expect_code(get_file(&app, "alice", id, "main.py").await, Code::NotFound);
+    // Size and count are unchanged.
+    let after = app.get_project("alice", id).await.unwrap();
+    assert_eq!(after.file_count, 2);
+    assert_eq!(after.total_size, project_size(&["print('hi')", "x = 1"]));
+
+    // A taken path, a missing file, another user's project, an invalid new path.
+    let taken = expect_code(
+        move_file(&app, "alice", id, "util.py", "src/app.py").await,
+        Code::AlreadyExists,
+    );
+    assert!(taken.message().contains("src/app.py"), "{taken:?}");
+    expect_code(
+        move_file(&app, "alice", id, "nope.py", "other.py").await,
+        Code::NotFound,
+    );
+    expect_code(
+        move_file(&app, "bob", id, "util.py", "mine.py").await,
+        Code::NotFound,
+    );
+    expect_invalid(
+        move_file(&app, "alice", id, "util.py", "../escape.py").await,
+        "newPath",
+    );
+    expect_invalid(move_file(&app, "alice", id, "a//b", "ok.py").await, "path");
+    // Renaming to itself changes nothing.
+    let same = move_file(&app, "alice", id, "util.py", "util.py")
+        .await
+        .unwrap();
+    assert_eq!(same.path, "util.py");
+    assert_eq!(
+        get_file(&app, "alice", id, "util.py")
+            .await
+            .unwrap()
+            .content,
+        b"x = 1"
+    );
+}
+
+fn project_size(contents: &[&str]) -> i64 {
+    contents.iter().map(|c| c.len() as i64).sum()
 }
