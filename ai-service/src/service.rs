@@ -123,8 +123,18 @@ fn period(usage: PeriodUsage) -> pb::UsagePeriod {
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 impl AiApi {
-    async fn unary(&self, user: &str, task: &Task) -> Result<Answer, Status> {
-        Ok(self.assistant.answer(user, task).await?)
+    /// One unary operation: the caller, the request validated into a task, the answer, and the
+    /// answer mapped to the operation's response.
+    async fn unary<Req, Resp>(
+        &self,
+        request: Request<Req>,
+        validate: fn(&Req, &crate::Limits) -> crate::error::Result<Task>,
+        map: impl FnOnce(&Task, &Answer) -> Resp,
+    ) -> Result<Response<Resp>, Status> {
+        let user = caller(&request)?;
+        let task = validate(request.get_ref(), self.assistant.limits())?;
+        let answer = self.assistant.answer(&user, &task).await?;
+        Ok(respond(&answer, map(&task, &answer)))
     }
 
     async fn stream<T: Send + 'static>(
@@ -149,10 +159,7 @@ impl AiService for AiApi {
         &self,
         request: Request<pb::GenerateRequest>,
     ) -> Result<Response<pb::GenerateResponse>, Status> {
-        let user = caller(&request)?;
-        let task = Task::generate(request.get_ref(), self.assistant.limits())?;
-        let answer = self.unary(&user, &task).await?;
-        Ok(respond(&answer, generate_response(&task, &answer)))
+        self.unary(request, Task::generate, generate_response).await
     }
 
     type GenerateStreamStream = EventStream<pb::GenerateStreamEvent>;
@@ -182,75 +189,67 @@ impl AiService for AiApi {
         &self,
         request: Request<pb::ExplainRequest>,
     ) -> Result<Response<pb::ExplainResponse>, Status> {
-        let user = caller(&request)?;
-        let task = Task::explain(request.get_ref(), self.assistant.limits())?;
-        let answer = self.unary(&user, &task).await?;
-        let message = pb::ExplainResponse {
+        self.unary(request, Task::explain, |task, answer| pb::ExplainResponse {
             explanation: answer.text.trim().to_string(),
             language: task.language().map(|l| l.name()).unwrap_or_default().into(),
-            usage: Some(usage(&answer)),
-        };
-        Ok(respond(&answer, message))
+            usage: Some(usage(answer)),
+        })
+        .await
     }
 
     async fn fix(
         &self,
         request: Request<pb::FixRequest>,
     ) -> Result<Response<pb::FixResponse>, Status> {
-        let user = caller(&request)?;
-        let task = Task::fix(request.get_ref(), self.assistant.limits())?;
-        let answer = self.unary(&user, &task).await?;
-        let g = generate_response(&task, &answer);
-        let message = pb::FixResponse {
-            code: g.code,
-            explanation: g.explanation,
-            language: g.language,
-            usage: g.usage,
-        };
-        Ok(respond(&answer, message))
+        self.unary(request, Task::fix, |task, answer| {
+            let g = generate_response(task, answer);
+            pb::FixResponse {
+                code: g.code,
+                explanation: g.explanation,
+                language: g.language,
+                usage: g.usage,
+            }
+        })
+        .await
     }
 
     async fn refactor(
         &self,
         request: Request<pb::RefactorRequest>,
     ) -> Result<Response<pb::RefactorResponse>, Status> {
-        let user = caller(&request)?;
-        let task = Task::refactor(request.get_ref(), self.assistant.limits())?;
-        let answer = self.unary(&user, &task).await?;
-        let g = generate_response(&task, &answer);
-        let message = pb::RefactorResponse {
-            code: g.code,
-            explanation: g.explanation,
-            language: g.language,
-            usage: g.usage,
-        };
-        Ok(respond(&answer, message))
+        self.unary(request, Task::refactor, |task, answer| {
+            let g = generate_response(task, answer);
+            pb::RefactorResponse {
+                code: g.code,
+                explanation: g.explanation,
+                language: g.language,
+                usage: g.usage,
+            }
+        })
+        .await
     }
 
     async fn complete(
         &self,
         request: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
-        let user = caller(&request)?;
-        let task = Task::complete(request.get_ref(), self.assistant.limits())?;
-        let answer = self.unary(&user, &task).await?;
-        let g = generate_response(&task, &answer);
-        let message = pb::CompleteResponse {
-            completion: g.code,
-            language: g.language,
-            usage: g.usage,
-        };
-        Ok(respond(&answer, message))
+        self.unary(request, Task::complete, |task, answer| {
+            let g = generate_response(task, answer);
+            pb::CompleteResponse {
+                completion: g.code,
+                language: g.language,
+                usage: g.usage,
+            }
+        })
+        .await
     }
 
     async fn chat(
         &self,
         request: Request<pb::ChatRequest>,
     ) -> Result<Response<pb::ChatResponse>, Status> {
-        let user = caller(&request)?;
-        let task = Task::chat(request.get_ref(), self.assistant.limits())?;
-        let answer = self.unary(&user, &task).await?;
-        Ok(respond(&answer, chat_response(&answer)))
+        self.unary(request, Task::chat, |_, answer| chat_response(answer))
+            .await
     }
 
     type ChatStreamStream = EventStream<pb::ChatStreamEvent>;

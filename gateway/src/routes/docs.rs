@@ -80,8 +80,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// Adds to every operation the answers that come from around its handler, so that each handler's
 /// annotation lists only its own: the JSON body extractor (400, 413, 415) and the query, path and
 /// header parsing (400) of `routes`, and for `/api` the guard (401, 403, 429, and 503 when the
-/// shared rate-limit store is down) and the downstream call (503, 504). An operation that names
-/// one of these itself keeps its own description.
+/// shared rate-limit store is down) and the downstream call (503, 504), and the AI operations'
+/// provider failures (502, 503) and budget (429). An operation that names one of these itself
+/// keeps its own description.
 fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     for (path, item) in doc.paths.paths.iter_mut() {
@@ -94,6 +95,25 @@ fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
         ];
         for operation in operations.into_iter().flatten() {
             let mut answers = Vec::new();
+            // The AI operations' own ways to fail, ahead of the generic descriptions.
+            if path.starts_with("/api/ai/") && operation.request_body.is_some() {
+                answers.extend([
+                    ("400", "Invalid input (`errors` names each field)"),
+                    (
+                        "429",
+                        "Rate limited, or the monthly token budget is used up (see `Retry-After`)",
+                    ),
+                    (
+                        "502",
+                        "The AI provider refused our credentials or the request",
+                    ),
+                    (
+                        "503",
+                        "No AI provider configured, or the provider is overloaded (see \
+                         `Retry-After`)",
+                    ),
+                ]);
+            }
             if operation.request_body.is_some() {
                 answers.extend([
                     (

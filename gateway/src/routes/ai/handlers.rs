@@ -52,10 +52,6 @@ pub async fn generate(
     request_body = ExplainBody,
     responses(
         (status = 200, description = "The explanation", body = ExplainResult),
-        (status = 400, description = "Invalid input, per field", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited, or the monthly token budget is used up", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The AI provider refused our credentials or the request", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "No AI provider configured, or the provider is overloaded", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -88,10 +84,6 @@ pub async fn explain(
     request_body = FixBody,
     responses(
         (status = 200, description = "The fixed code", body = FixResult),
-        (status = 400, description = "Invalid input, per field", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited, or the monthly token budget is used up", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The AI provider refused our credentials or the request", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "No AI provider configured, or the provider is overloaded", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -124,10 +116,6 @@ pub async fn fix(
     request_body = RefactorBody,
     responses(
         (status = 200, description = "The refactored code", body = RefactorResult),
-        (status = 400, description = "Invalid input, per field", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited, or the monthly token budget is used up", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The AI provider refused our credentials or the request", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "No AI provider configured, or the provider is overloaded", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -162,10 +150,6 @@ pub async fn refactor(
     request_body = CompleteBody,
     responses(
         (status = 200, description = "The completion", body = CompleteResult),
-        (status = 400, description = "Invalid input, per field", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited, or the monthly token budget is used up", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The AI provider refused our credentials or the request", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "No AI provider configured, or the provider is overloaded", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -203,10 +187,6 @@ pub async fn complete(
             (ChatResult = "application/json"),
             (String = "text/event-stream"),
         )),
-        (status = 400, description = "Invalid input, per field", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited, or the monthly token budget is used up", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The AI provider refused our credentials or the request", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "No AI provider configured, or the provider is overloaded", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
