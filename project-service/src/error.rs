@@ -52,10 +52,10 @@ pub enum Error {
         /// The total size after the write.
         would_be: i64,
     },
-    /// The database cannot be reached right now (restarting, refusing or dropping connections):
-    /// callers may try again. The cause is logged, never shown.
-    #[error("the database is unavailable right now; try again shortly")]
-    DatabaseUnavailable(#[source] anyhow::Error),
+    /// The database failed: unreachable (callers may try again) or a statement failed; the
+    /// cause is logged, never shown.
+    #[error(transparent)]
+    Database(#[from] DbFailure),
     /// Anything unexpected (corrupt row, failed query); logged, never shown to callers.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -75,20 +75,8 @@ impl From<Error> for Status {
             Error::TooManyFiles { .. } | Error::ProjectTooLarge { .. } => {
                 Status::failed_precondition(message)
             }
-            Error::DatabaseUnavailable(cause) => {
-                tracing::warn!(error = format!("{cause:#}"), "database unavailable");
-                Status::unavailable(message)
-            }
+            Error::Database(failure) => failure.into(),
             Error::Internal(cause) => service_runtime::grpc::internal(cause),
-        }
-    }
-}
-
-impl From<DbFailure> for Error {
-    fn from(failure: DbFailure) -> Self {
-        match failure {
-            DbFailure::Unavailable(cause) => Error::DatabaseUnavailable(cause),
-            DbFailure::Internal(cause) => Error::Internal(cause),
         }
     }
 }

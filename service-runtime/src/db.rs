@@ -109,15 +109,32 @@ pub fn unreachable(error: &sqlx::Error) -> bool {
     }
 }
 
-/// A failed database operation, classified, with what was being done as context. Each service
-/// maps it into its own error: [`DbFailure::Unavailable`] to UNAVAILABLE ("try again"),
-/// [`DbFailure::Internal`] to an internal error whose cause is logged and never shown.
-#[derive(Debug)]
+/// A failed database operation, classified, with what was being done as context. A service's
+/// error holds it as one variant and answers it with its status: [`DbFailure::Unavailable`] is
+/// UNAVAILABLE ("try again"), [`DbFailure::Internal`] an internal error whose cause is logged and
+/// never shown.
+#[derive(Debug, thiserror::Error)]
 pub enum DbFailure {
     /// The database could not be reached (see [`unreachable`]).
-    Unavailable(anyhow::Error),
+    #[error("the database is unavailable right now; try again shortly")]
+    Unavailable(#[source] anyhow::Error),
     /// A statement failed or a row could not be read.
+    #[error(transparent)]
     Internal(anyhow::Error),
+}
+
+impl From<DbFailure> for tonic::Status {
+    fn from(failure: DbFailure) -> Self {
+        match failure {
+            DbFailure::Unavailable(cause) => {
+                tracing::warn!(error = format!("{cause:#}"), "database unavailable");
+                tonic::Status::unavailable(
+                    "the database is unavailable right now; try again shortly",
+                )
+            }
+            DbFailure::Internal(cause) => crate::grpc::internal(cause),
+        }
+    }
 }
 
 /// Adds what was being done to a database error and classifies it as a [`DbFailure`], which `?`
