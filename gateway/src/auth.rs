@@ -231,21 +231,16 @@ impl JwksCache {
         }
         let _guard = this.refreshing.lock().await;
         let recent = |t: Option<Instant>| t.is_some_and(|t| t.elapsed() < this.min_refresh);
-        let fetch = {
+        // Only a fetch of a fresh set for an unknown kid counts against the refetch throttle.
+        let (fetch, forced) = {
             let set = this.keys.read().await;
             let stale = set.fetched_at.is_none_or(|t| t.elapsed() >= this.ttl);
-            !set.keys.contains_key(kid)
+            let fetch = !set.keys.contains_key(kid)
                 && !recent(set.last_failure)
-                && (stale || !recent(set.last_forced))
+                && (stale || !recent(set.last_forced));
+            (fetch, !stale)
         };
         if fetch {
-            // Only a fetch of a fresh set for an unknown kid counts against the refetch throttle.
-            let forced = this
-                .keys
-                .read()
-                .await
-                .fetched_at
-                .is_some_and(|t| t.elapsed() < this.ttl);
             this.fetch_and_store(forced).await;
         }
         let set = this.keys.read().await;

@@ -182,17 +182,15 @@ impl ApiKeyStore {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Whether `key` was found unknown or revoked in the last minute (answered from memory).
-    pub fn known_invalid(&self, key: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    /// Whether the key with SHA-256 `digest` was found unknown or revoked in the last minute.
+    fn known_invalid(&self, digest: &[u8; 32]) -> bool {
         let unknown = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
         unknown
-            .get(&digest)
+            .get(digest)
             .is_some_and(|seen| seen.elapsed() < UNKNOWN_KEY_TTL)
     }
 
-    fn remember_invalid(&self, key: &str) {
-        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    fn remember_invalid(&self, digest: [u8; 32]) {
         let mut unknown = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
         if unknown.len() >= UNKNOWN_KEYS_MAX {
             unknown.retain(|_, seen| seen.elapsed() < UNKNOWN_KEY_TTL);
@@ -209,17 +207,6 @@ impl ApiKeyStore {
     /// Verifies a presented key and returns its caller. A malformed key, or one recently found
     /// unknown, is refused without a database query.
     pub async fn authenticate(&self, key: &str) -> Result<Caller, AuthError> {
-        if self.known_invalid(key) {
-            return Err(AuthError::KeyInvalid);
-        }
-        let result = self.look_up(key).await;
-        if result == Err(AuthError::KeyInvalid) {
-            self.remember_invalid(key);
-        }
-        result
-    }
-
-    async fn look_up(&self, key: &str) -> Result<Caller, AuthError> {
         let well_formed = key.len() == KEY_PREFIX.len() + SECRET_CHARS
             && key.starts_with(KEY_PREFIX)
             && key[KEY_PREFIX.len()..]
@@ -228,6 +215,20 @@ impl ApiKeyStore {
         if !well_formed {
             return Err(AuthError::KeyInvalid);
         }
+        // Hashed once: the memory of unknown keys and the stored hashes both use it.
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        if self.known_invalid(&digest) {
+            return Err(AuthError::KeyInvalid);
+        }
+        let result = self.look_up(key, &digest).await;
+        if result == Err(AuthError::KeyInvalid) {
+            self.remember_invalid(digest);
+        }
+        result
+    }
+
+    /// Finds the well-formed `key` (with SHA-256 `digest`) among the live keys of its prefix.
+    async fn look_up(&self, key: &str, digest: &[u8; 32]) -> Result<Caller, AuthError> {
         let prefix = &key[..KEY_PREFIX.len() + DISPLAY_CHARS];
         crate::metrics::record_key_lookup();
         let rows = sqlx::query(
@@ -241,7 +242,7 @@ impl ApiKeyStore {
             tracing::error!(error = %e, "API key lookup failed");
             AuthError::KeyStoreUnavailable
         })?;
-        let presented = hash(key);
+        let presented = hex::encode(digest);
         let row = rows
             .iter()
             .find(|row| {

@@ -337,7 +337,7 @@ impl RateLimiter {
         // the budget earns one back.
         let wait = if !decision.allowed {
             Some(Duration::from_secs(decision.retry_after_secs))
-        } else if decision.remaining == 0 && self.enabled {
+        } else if decision.remaining == 0 {
             Some(self.groups[&group].policy.emission_interval())
         } else {
             None

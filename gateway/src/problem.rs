@@ -263,21 +263,21 @@ impl ApiError {
             .and_then(|v| v.parse::<u64>().ok());
         match status.code() {
             Code::InvalidArgument | Code::OutOfRange => {
-                let errors: Vec<FieldError> = status
+                let violations = status
                     .get_details_bad_request()
-                    .map(|bad| {
-                        bad.field_violations
-                            .into_iter()
-                            .map(|v| http_field_error(&v.field, v.description))
-                            .collect()
-                    })
+                    .map(|bad| bad.field_violations)
                     .unwrap_or_default();
+                let renamed = violations.iter().any(|v| http_field(&v.field) != v.field);
+                let errors: Vec<FieldError> = violations
+                    .into_iter()
+                    .map(|v| http_field_error(&v.field, v.description))
+                    .collect();
                 if errors.is_empty() {
                     Self::bad_request(message)
                 } else {
                     // The service's own words, unless they name a field the client spells
                     // otherwise: then the field errors, in the client's words.
-                    let detail = if errors.iter().all(|e| message.contains(e.field.as_str())) {
+                    let detail = if !renamed {
                         message.to_string()
                     } else {
                         errors
@@ -432,21 +432,28 @@ impl ResponseError for ApiError {
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// A field violation of a service, in the HTTP API's words: services name paging and retry
-/// fields as gRPC does (`pageSize`, `pageToken`, `idempotencyKey`); clients send `limit`,
-/// `cursor` and the `Idempotency-Key` header.
+/// The HTTP API's name of a service's field: services name paging and retry fields as gRPC does
+/// (`pageSize`, `pageToken`, `idempotencyKey`); clients send `limit`, `cursor` and the
+/// `Idempotency-Key` header.
+fn http_field(field: &str) -> &str {
+    match field {
+        "pageSize" => "limit",
+        "pageToken" => "cursor",
+        "idempotencyKey" => "Idempotency-Key",
+        other => other,
+    }
+}
+
+/// A violation of the service's `field`, named and (for cursors) worded as the HTTP API does.
 fn http_field_error(field: &str, message: String) -> FieldError {
-    let (field, message) = match field {
-        "pageSize" => ("limit", message),
-        "pageToken" => (
-            "cursor",
-            "is not a cursor this API gave you for this listing (it is malformed, was changed, \
-             or belongs to another user); pass `nextCursor` of the previous page unchanged, or \
-             leave it out for the first page"
-                .to_string(),
-        ),
-        "idempotencyKey" => ("Idempotency-Key", message),
-        other => (other, message),
+    let field = http_field(field);
+    let message = if field == "cursor" {
+        "is not a cursor this API gave you for this listing (it is malformed, was changed, or \
+         belongs to another user); pass `nextCursor` of the previous page unchanged, or leave it \
+         out for the first page"
+            .to_string()
+    } else {
+        message
     };
     FieldError {
         field: field.to_string(),

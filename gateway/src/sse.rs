@@ -225,7 +225,7 @@ impl StreamSlot {
     {
         response
             .content_type("text/event-stream")
-            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            // `Cache-Control: no-store` comes with every `/api` answer (`security_headers`).
             // Tells nginx-style proxies not to buffer the stream.
             .insert_header((HeaderName::from_static("x-accel-buffering"), "no"))
             .streaming(self.start(upstream, step))

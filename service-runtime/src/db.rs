@@ -109,6 +109,9 @@ pub fn unreachable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// What a caller is told when the database cannot be reached.
+const DATABASE_UNAVAILABLE: &str = "the database is unavailable right now; try again shortly";
+
 /// A failed database operation, classified, with what was being done as context. A service's
 /// error holds it as one variant and answers it with its status: [`DbFailure::Unavailable`] is
 /// UNAVAILABLE ("try again"), [`DbFailure::Internal`] an internal error whose cause is logged and
@@ -116,7 +119,7 @@ pub fn unreachable(error: &sqlx::Error) -> bool {
 #[derive(Debug, thiserror::Error)]
 pub enum DbFailure {
     /// The database could not be reached (see [`unreachable`]).
-    #[error("the database is unavailable right now; try again shortly")]
+    #[error("{}", DATABASE_UNAVAILABLE)]
     Unavailable(#[source] anyhow::Error),
     /// A statement failed or a row could not be read.
     #[error(transparent)]
@@ -128,9 +131,7 @@ impl From<DbFailure> for tonic::Status {
         match failure {
             DbFailure::Unavailable(cause) => {
                 tracing::warn!(error = format!("{cause:#}"), "database unavailable");
-                tonic::Status::unavailable(
-                    "the database is unavailable right now; try again shortly",
-                )
+                tonic::Status::unavailable(DATABASE_UNAVAILABLE)
             }
             DbFailure::Internal(cause) => crate::grpc::internal(cause),
         }
