@@ -9,8 +9,8 @@ use sqlx::migrate::Migrator;
 use crate::provider::Usage;
 use crate::task::Operation;
 
-static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
+pub(crate) static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(crate) static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How a call ended, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,10 +85,10 @@ fn as_u64(v: i64) -> u64 {
 }
 
 impl UsageLedger {
-    /// Opens the ledger, running its migrations.
-    pub async fn open(db: Database) -> anyhow::Result<Self> {
-        db.migrate(&SQLITE, &POSTGRES).await?;
-        Ok(Self { db })
+    /// The ledger in `db`, whose schema `Database::open` brought up to date with `SQLITE` or
+    /// `POSTGRES`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
     }
 
     /// Records one call.

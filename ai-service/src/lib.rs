@@ -37,10 +37,16 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let db = Database::connect(config.database_url.expose_secret(), 10).await?;
-    service_runtime::metrics::observe_pool("ai", db.pool.clone());
+    let db = Database::open(
+        "ai",
+        &config.database_url,
+        10,
+        &ledger::SQLITE,
+        &ledger::POSTGRES,
+    )
+    .await?;
     metrics::init();
-    let ledger = ledger::UsageLedger::open(db).await?;
+    let ledger = ledger::UsageLedger::new(db);
     let cache = cache::PromptCache::open(
         &config.cache,
         config.redis_url.as_ref().map(|u| u.expose_secret()),

@@ -47,15 +47,15 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let db = Database::connect(
-        secrecy::ExposeSecret::expose_secret(&config.database_url),
+    let db = Database::open(
+        "deploy",
+        &config.database_url,
         config.db_max_connections,
+        &SQLITE_MIGRATIONS,
+        &POSTGRES_MIGRATIONS,
     )
     .await?;
-    service_runtime::metrics::observe_pool("deploy", db.pool.clone());
     metrics::init();
-    db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
-    tracing::info!(backend = ?db.backend, replica = %config.replica_id, "deploy database ready");
 
     let engine = Arc::new(DeployEngine::new(
         DeploymentStore::new(db),

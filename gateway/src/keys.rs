@@ -80,10 +80,18 @@ fn hash(key: &str) -> String {
 
 impl ApiKeyStore {
     /// Connects and runs the gateway's migrations.
-    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
-        let db = Database::connect(url, max_connections).await?;
-        db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
-        service_runtime::metrics::observe_pool("gateway", db.pool.clone());
+    pub async fn connect(
+        url: &secrecy::SecretString,
+        max_connections: u32,
+    ) -> anyhow::Result<Self> {
+        let db = Database::open(
+            "gateway",
+            url,
+            max_connections,
+            &SQLITE_MIGRATIONS,
+            &POSTGRES_MIGRATIONS,
+        )
+        .await?;
         Ok(Self {
             db,
             unknown: Arc::default(),

@@ -38,11 +38,7 @@ impl AppState {
             limiter: RateLimiter::new(&config.limits)?,
             downstream: Downstreams::new(&config.services, config.grpc)?,
             streams: crate::sse::OpenStreams::new(config.streams.clone()),
-            keys: ApiKeyStore::connect(
-                secrecy::ExposeSecret::expose_secret(&config.database_url),
-                config.db_max_connections,
-            )
-            .await?,
+            keys: ApiKeyStore::connect(&config.database_url, config.db_max_connections).await?,
             client_ip: ClientIpResolver::new(
                 config.edge.trusted_proxies.clone(),
                 config.edge.forwarded_header,

@@ -36,14 +36,14 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let db = Database::connect(
-        secrecy::ExposeSecret::expose_secret(&config.database_url),
+    let db = Database::open(
+        "project",
+        &config.database_url,
         config.db_max_connections,
+        &SQLITE_MIGRATIONS,
+        &POSTGRES_MIGRATIONS,
     )
     .await?;
-    service_runtime::metrics::observe_pool("project", db.pool.clone());
-    db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
-    tracing::info!(backend = ?db.backend, "project database ready");
 
     let api = ProjectApi::new(
         ProjectStore::new(db),

@@ -69,6 +69,23 @@ impl Database {
         Ok(Self { pool, backend })
     }
 
+    /// What every service does with its database at start: connects to `url` with at most
+    /// `max_connections`, brings the schema up to date with the migrations for its engine, and
+    /// reports the pool in the metrics as `service`'s.
+    pub async fn open(
+        service: &'static str,
+        url: &secrecy::SecretString,
+        max_connections: u32,
+        sqlite: &Migrator,
+        postgres: &Migrator,
+    ) -> anyhow::Result<Self> {
+        let db = Self::connect(secrecy::ExposeSecret::expose_secret(url), max_connections).await?;
+        db.migrate(sqlite, postgres).await?;
+        crate::metrics::observe_pool(service, db.pool.clone());
+        tracing::info!(backend = ?db.backend, service, "database ready");
+        Ok(db)
+    }
+
     /// Runs the migrations for this engine.
     pub async fn migrate(&self, sqlite: &Migrator, postgres: &Migrator) -> anyhow::Result<()> {
         let migrator = match self.backend {
