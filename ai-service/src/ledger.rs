@@ -4,13 +4,11 @@
 use anyhow::Context;
 use service_runtime::db::Database;
 use sqlx::Row;
-use sqlx::migrate::Migrator;
 
 use crate::provider::Usage;
 use crate::task::Operation;
 
-pub(crate) static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
-pub(crate) static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
+pub(crate) static MIGRATIONS: service_runtime::db::Migrations = service_runtime::migrations!();
 
 /// How a call ended, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +83,7 @@ fn as_u64(v: i64) -> u64 {
 }
 
 impl UsageLedger {
-    /// The ledger in `db`, whose schema `Database::open` brought up to date with `SQLITE` or
-    /// `POSTGRES`.
+    /// The ledger in `db`, whose schema `Database::open` brought up to date with `MIGRATIONS`.
     pub fn new(db: Database) -> Self {
         Self { db }
     }

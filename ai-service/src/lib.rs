@@ -37,14 +37,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let db = Database::open(
-        "ai",
-        &config.database_url,
-        10,
-        &ledger::SQLITE,
-        &ledger::POSTGRES,
-    )
-    .await?;
+    let db = Database::open("ai", &config.database_url, 10, &ledger::MIGRATIONS).await?;
     metrics::init();
     let ledger = ledger::UsageLedger::new(db);
     let cache = cache::PromptCache::open(

@@ -36,8 +36,7 @@ use crate::providers::Providers;
 use crate::service::DeployApi;
 use crate::store::DeploymentStore;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static MIGRATIONS: service_runtime::db::Migrations = service_runtime::migrations!();
 
 /// Connects to the database, runs the migrations, starts the deployment poller and serves
 /// deploy-service plus `grpc.health.v1` on `listener` until `shutdown` resolves; then stops the
@@ -51,8 +50,7 @@ pub async fn run(
         "deploy",
         &config.database_url,
         config.db_max_connections,
-        &SQLITE_MIGRATIONS,
-        &POSTGRES_MIGRATIONS,
+        &MIGRATIONS,
     )
     .await?;
     metrics::init();

@@ -26,8 +26,7 @@ pub use config::{
 use crate::service::ProjectApi;
 use crate::store::{ProjectQuota, ProjectStore};
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static MIGRATIONS: service_runtime::db::Migrations = service_runtime::migrations!();
 
 /// Connects to the database, runs the migrations, and serves project-service plus
 /// `grpc.health.v1` on `listener` until `shutdown` resolves.
@@ -40,8 +39,7 @@ pub async fn run(
         "project",
         &config.database_url,
         config.db_max_connections,
-        &SQLITE_MIGRATIONS,
-        &POSTGRES_MIGRATIONS,
+        &MIGRATIONS,
     )
     .await?;
 
