@@ -38,7 +38,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let db = Database::open("ai", &config.database_url, 10, &ledger::MIGRATIONS).await?;
-    metrics::init();
     let ledger = ledger::UsageLedger::new(db);
     let cache = cache::PromptCache::open(
         &config.cache,
@@ -48,9 +47,11 @@ pub async fn run(
     let provider = match config.provider {
         Some(p) => {
             tracing::info!(provider = p.kind.as_str(), model = %p.model, "AI provider configured");
+            metrics::init(Some((p.kind.as_str(), &p.model)));
             Some(provider::ProviderClient::new(p).context("building the AI provider client")?)
         }
         None => {
+            metrics::init(None);
             tracing::warn!(
                 "no AI provider configured: AI calls answer FAILED_PRECONDITION until \
                  AI_PROVIDER and its key are set"

@@ -29,6 +29,16 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Every operation.
+    pub const ALL: [Self; 6] = [
+        Self::Generate,
+        Self::Explain,
+        Self::Fix,
+        Self::Refactor,
+        Self::Complete,
+        Self::Chat,
+    ];
+
     /// Name in the usage ledger and the API.
     pub fn as_str(self) -> &'static str {
         match self {
