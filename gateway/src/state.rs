@@ -34,7 +34,7 @@ impl AppState {
             .connect_timeout(std::time::Duration::from_secs(3))
             .build()?;
         Ok(Self {
-            auth: Authenticator::new(&config.auth, http),
+            auth: Authenticator::new(&config.auth, http)?,
             limiter: RateLimiter::new(&config.limits)?,
             downstream: Downstreams::new(&config.services, config.grpc)?,
             streams: crate::sse::OpenStreams::new(config.streams.clone()),
