@@ -97,7 +97,7 @@ fn stop(mut running: Running) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quick_start_works_and_keeps_data_across_restarts() {
     let data = TempDir::new();
-    let http = reqwest::Client::new();
+    let http = service_runtime::tls::http_client().build().unwrap();
 
     let first = start(&data);
     let health = http

@@ -30,11 +30,11 @@ impl AppState {
     /// Builds the state: opens the key database (running its migrations); services are
     /// connected on first use.
     pub async fn new(config: Config) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = service_runtime::tls::http_client()
             .connect_timeout(std::time::Duration::from_secs(3))
             .build()?;
         Ok(Self {
-            auth: Authenticator::new(&config.auth, http),
+            auth: Authenticator::new(&config.auth, http)?,
             limiter: RateLimiter::new(&config.limits)?,
             downstream: Downstreams::new(&config.services, config.grpc)?,
             streams: crate::sse::OpenStreams::new(config.streams.clone()),

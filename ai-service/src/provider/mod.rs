@@ -259,7 +259,7 @@ impl TokenStream {
 impl ProviderClient {
     /// A client for `config`.
     pub fn new(config: ProviderConfig) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = service_runtime::tls::http_client()
             .connect_timeout(config.timeouts.connect)
             .user_agent(concat!("autocrea-ai-service/", env!("CARGO_PKG_VERSION")))
             .build()?;

@@ -232,7 +232,7 @@ impl Gateway {
         Self {
             base: format!("http://{}", server.addr),
             server,
-            http: reqwest::Client::new(),
+            http: service_runtime::tls::http_client().build().unwrap(),
         }
     }
 
