@@ -1,8 +1,8 @@
 //! What every AutoCrea service shares, and nothing else: telemetry set-up, configuration from the
 //! environment, graceful shutdown, gRPC serving and client channels, Prometheus metrics, caller
 //! identity in gRPC metadata, SQL pools with embedded migrations on SQLite or PostgreSQL and the
-//! classification of their failures, field validation errors, page tokens, and the retry policy
-//! of calls to outside services.
+//! classification of their failures, field validation errors, page tokens, the retry policy
+//! of calls to outside services, and a Redis connection with bounded waits.
 
 pub mod config;
 pub mod db;
@@ -11,6 +11,7 @@ pub mod grpc_observe;
 pub mod invalid;
 pub mod metrics;
 pub mod page_token;
+pub mod redis_client;
 pub mod retry;
 pub mod shutdown;
 #[cfg(any(test, feature = "testing"))]
