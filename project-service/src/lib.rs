@@ -20,11 +20,11 @@ use tokio::net::TcpListener;
 
 pub use config::{
     Config, DEFAULT_DB_MAX_CONNECTIONS, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES,
-    DEFAULT_MAX_PROJECT_BYTES,
+    DEFAULT_MAX_PROJECT_BYTES, DEFAULT_MAX_PROJECTS_PER_USER, DEFAULT_MAX_USER_BYTES,
 };
 
 use crate::service::ProjectApi;
-use crate::store::{ProjectQuota, ProjectStore};
+use crate::store::{ProjectQuota, ProjectStore, UserQuota};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -50,6 +50,10 @@ pub async fn run(
         ProjectQuota {
             max_files: config.max_files,
             max_bytes: config.max_project_bytes,
+        },
+        UserQuota {
+            max_projects: config.max_projects_per_user,
+            max_bytes: config.max_user_bytes,
         },
         config.max_file_bytes,
     );
