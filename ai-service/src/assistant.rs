@@ -11,7 +11,7 @@ use crate::clock;
 use crate::code::extract;
 use crate::config::Limits;
 use crate::error::{Error, Result};
-use crate::ledger::{HoldId, Outcome, Reservation, Totals, UsageEntry, UsageLedger};
+use crate::ledger::{BudgetHold, Outcome, Reservation, Totals, UsageEntry, UsageLedger};
 use crate::provider::{Chunk, ProviderClient, TokenStream, Usage};
 use crate::task::Task;
 
@@ -481,65 +481,6 @@ impl Drop for LiveStream {
             handle.spawn(async move {
                 if let Err(e) = hold.settle(&entry).await {
                     tracing::error!(error = format!("{e:#}"), "cannot record AI usage");
-                }
-            });
-        }
-    }
-}
-
-/// Budget held by one provider call: settled into the ledger when the call ends, released when
-/// it fails unbilled. Dropped unsettled (the caller went away), it is released in the
-/// background; a process that dies leaves it to expire.
-#[derive(Debug)]
-struct BudgetHold {
-    ledger: UsageLedger,
-    /// `None` when no budget is configured, or once settled or released.
-    id: Option<HoldId>,
-}
-
-impl BudgetHold {
-    fn new(ledger: &UsageLedger, id: HoldId) -> Self {
-        Self {
-            ledger: ledger.clone(),
-            id: Some(id),
-        }
-    }
-
-    fn none(ledger: &UsageLedger) -> Self {
-        Self {
-            ledger: ledger.clone(),
-            id: None,
-        }
-    }
-
-    /// Records the call, replacing the hold.
-    async fn settle(mut self, entry: &UsageEntry) -> anyhow::Result<()> {
-        match self.id.take() {
-            Some(id) => self.ledger.settle(id, entry).await,
-            None => self.ledger.record(entry).await,
-        }
-    }
-
-    /// Gives the held tokens back; a failure only leaves the hold to expire.
-    async fn release(mut self) {
-        if let Some(id) = self.id.take()
-            && let Err(e) = self.ledger.release(id).await
-        {
-            tracing::warn!(error = format!("{e:#}"), "cannot release a budget hold");
-        }
-    }
-}
-
-impl Drop for BudgetHold {
-    fn drop(&mut self) {
-        let Some(id) = self.id.take() else {
-            return;
-        };
-        let ledger = self.ledger.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                if let Err(e) = ledger.release(id).await {
-                    tracing::warn!(error = format!("{e:#}"), "cannot release a budget hold");
                 }
             });
         }

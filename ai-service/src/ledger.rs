@@ -1,5 +1,5 @@
-//! The usage ledger: one row per AI call, totals per user for a day or a month. All SQL of
-//! ai-service lives here.
+//! The usage ledger: one row per AI call, totals per user for a day or a month, and the budget
+//! held by calls in progress. All SQL of ai-service lives here.
 
 use std::time::Duration;
 
@@ -296,5 +296,66 @@ impl UsageLedger {
             })
             .collect::<Result<_, sqlx::Error>>()
             .context("decoding AI usage totals")
+    }
+}
+
+/// Budget held by one provider call: settled into the ledger when the call ends, released when
+/// it fails unbilled. Dropped unsettled (the caller went away), it is released in the
+/// background; a process that dies leaves it to expire.
+#[derive(Debug)]
+pub(crate) struct BudgetHold {
+    ledger: UsageLedger,
+    /// `None` when no budget is configured, or once settled or released.
+    id: Option<HoldId>,
+}
+
+impl BudgetHold {
+    /// The hold `id`, as [`UsageLedger::reserve`] made it.
+    pub(crate) fn new(ledger: &UsageLedger, id: HoldId) -> Self {
+        Self {
+            ledger: ledger.clone(),
+            id: Some(id),
+        }
+    }
+
+    /// No hold: the call is only recorded when it ends (no budget is configured).
+    pub(crate) fn none(ledger: &UsageLedger) -> Self {
+        Self {
+            ledger: ledger.clone(),
+            id: None,
+        }
+    }
+
+    /// Records the call, replacing the hold.
+    pub(crate) async fn settle(mut self, entry: &UsageEntry) -> anyhow::Result<()> {
+        match self.id.take() {
+            Some(id) => self.ledger.settle(id, entry).await,
+            None => self.ledger.record(entry).await,
+        }
+    }
+
+    /// Gives the held tokens back; a failure only leaves the hold to expire.
+    pub(crate) async fn release(mut self) {
+        if let Some(id) = self.id.take()
+            && let Err(e) = self.ledger.release(id).await
+        {
+            tracing::warn!(error = format!("{e:#}"), "cannot release a budget hold");
+        }
+    }
+}
+
+impl Drop for BudgetHold {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else {
+            return;
+        };
+        let ledger = self.ledger.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(e) = ledger.release(id).await {
+                    tracing::warn!(error = format!("{e:#}"), "cannot release a budget hold");
+                }
+            });
+        }
     }
 }
