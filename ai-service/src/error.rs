@@ -30,16 +30,25 @@ pub enum Error {
          and optionally AI_MODEL"
     )]
     NotConfigured,
-    /// The caller's monthly token budget is used up.
+    /// The caller's monthly token budget cannot cover the most this call may cost.
     #[error(
-        "monthly AI token budget used up: {used} of {budget} tokens spent this month; it resets \
-         at {resets_at}"
+        "monthly AI token budget used up: {used} of {budget} tokens spent this month and {held} \
+         held by calls in progress, and this call may use up to {needed}; {}",
+        if used.saturating_add(*needed) <= *budget {
+            "try again when the calls in progress end".to_string()
+        } else {
+            format!("the budget resets at {resets_at}")
+        }
     )]
     BudgetExhausted {
         /// Tokens allowed per month.
         budget: u64,
         /// Tokens spent this month.
         used: u64,
+        /// Tokens held by the user's calls in progress.
+        held: u64,
+        /// The most this call may cost (prompt bound plus output cap).
+        needed: u64,
         /// RFC 3339 time of the reset.
         resets_at: String,
         /// Time until then.

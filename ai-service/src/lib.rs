@@ -27,7 +27,7 @@ pub mod service;
 pub mod task;
 
 pub use config::{
-    CacheConfig, Config, Limits, ProviderConfig, ProviderKind, RetryPolicy, Timeouts,
+    CacheConfig, CacheScope, Config, Limits, ProviderConfig, ProviderKind, RetryPolicy, Timeouts,
 };
 pub use error::{Error, Result};
 

@@ -20,11 +20,11 @@ use tokio::net::TcpListener;
 
 pub use config::{
     Config, DEFAULT_DB_MAX_CONNECTIONS, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES,
-    DEFAULT_MAX_PROJECT_BYTES,
+    DEFAULT_MAX_PROJECT_BYTES, DEFAULT_MAX_PROJECTS_PER_USER, DEFAULT_MAX_USER_BYTES,
 };
 
 use crate::service::ProjectApi;
-use crate::store::{ProjectQuota, ProjectStore};
+use crate::store::{ProjectQuota, ProjectStore, UserQuota};
 
 static MIGRATIONS: service_runtime::db::Migrations = service_runtime::migrations!();
 
@@ -48,6 +48,10 @@ pub async fn run(
         ProjectQuota {
             max_files: config.max_files,
             max_bytes: config.max_project_bytes,
+        },
+        UserQuota {
+            max_projects: config.max_projects_per_user,
+            max_bytes: config.max_user_bytes,
         },
         config.max_file_bytes,
     );
