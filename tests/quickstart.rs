@@ -24,9 +24,10 @@ impl Drop for Running {
     }
 }
 
-/// Starts the binary on a free port with `data` as DATA_DIR and reads its banner.
+/// Starts the binary on a free port with `data` as DATA_DIR and reads its banner; without a
+/// Docker engine, so that the sandbox reports not-ready and the rest works.
 fn start(data: &TempDir) -> Running {
-    start_with(data, &[])
+    start_with(data, &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")])
 }
 
 /// [`start`] with more environment variables.
@@ -37,8 +38,6 @@ fn start_with(data: &TempDir, env: &[(&str, &str)]) -> Running {
         .env("DATA_DIR", &data.path)
         .env("GATEWAY_LISTEN_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
-        // No Docker engine for this one: the sandbox reports not-ready, the rest works.
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .envs(env.iter().copied());
@@ -141,6 +140,31 @@ async fn the_quick_start_works_and_keeps_data_across_restarts() {
     assert_eq!(fetched["name"], "quick start");
     assert_eq!(fetched["description"], "made by the test");
 
+    // Without Docker the platform is degraded, not down: readiness says which service and why.
+    let ready = http
+        .get(format!("{}/ready", second.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    for service in ready["services"].as_array().unwrap() {
+        let degraded = service["name"] == "sandbox-service";
+        assert_eq!(
+            service["state"],
+            if degraded { "degraded" } else { "ready" },
+            "{service}"
+        );
+        if degraded {
+            let reason = service["reason"].as_str().unwrap();
+            assert!(
+                reason.contains("NOT_SERVING") && reason.contains("Docker"),
+                "{reason}"
+            );
+        }
+    }
+
     // Without Docker, sandbox runs are refused with a reason instead of failing.
     let run = http
         .post(format!("{}/api/sandbox/execute", second.base))
@@ -168,15 +192,39 @@ async fn the_alert_rules_and_dashboards_query_only_exported_metrics() {
             ("ANTHROPIC_API_KEY", "sk-ant-never-used"),
         ],
     );
+    let http = service_runtime::tls::http_client().build().unwrap();
     // One call through to a service, so that the per-call families have been touched.
-    let listed = reqwest::Client::new()
+    let listed = http
         .get(format!("{}/api/projects", running.base))
         .bearer_auth(&running.token)
         .send()
         .await
         .unwrap();
     assert_eq!(listed.status(), 200);
-    let scrape = reqwest::get(format!("{}/metrics", running.base))
+    // With the Docker engine and the runtime image (the test command builds it), every service
+    // is ready once sandbox-service's engine probe has answered (slow on a busy machine).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready: Value = http
+            .get(format!("{}/ready", running.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ready["status"] == "ready" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready within 60 s: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let scrape = http
+        .get(format!("{}/metrics", running.base))
+        .send()
         .await
         .unwrap()
         .text()
