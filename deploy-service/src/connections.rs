@@ -210,9 +210,8 @@ impl Connections {
     }
 }
 
-/// A token as pasted: surrounding blanks dropped, no blanks or control characters inside.
+/// A token: printable ASCII, no blanks (a pasted newline or space is refused, not guessed at).
 fn token(raw: &str) -> Result<SecretString, Invalid> {
-    let raw = raw.trim();
     if raw.is_empty() {
         return Err(Invalid::new(
             "token",
@@ -235,7 +234,7 @@ fn scope_id(
     provider: Provider,
     applies_to: Provider,
 ) -> Result<Option<String>, Invalid> {
-    let Some(raw) = raw.map(|r| r.trim().to_string()).filter(|r| !r.is_empty()) else {
+    let Some(raw) = raw else {
         return Ok(None);
     };
     if provider != applies_to {
@@ -244,14 +243,15 @@ fn scope_id(
             format!("applies to {applies_to} connections only; leave it out for {provider}"),
         ));
     }
-    if raw.len() > 255
+    if raw.is_empty()
+        || raw.len() > 255
         || !raw
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
     {
         return Err(Invalid::new(
             field,
-            "must be the provider's id: letters, digits, - and _, at most 255 characters",
+            "must be the provider's id: 1 to 255 letters, digits, - and _",
         ));
     }
     Ok(Some(raw))
@@ -278,7 +278,8 @@ mod tests {
 
     #[test]
     fn tokens_and_scopes_are_checked() {
-        assert_eq!(token("  abc  ").unwrap().expose_secret(), "abc");
+        assert_eq!(token("abc").unwrap().expose_secret(), "abc");
+        assert_eq!(token(" abc").unwrap_err().field, "token");
         assert_eq!(token("").unwrap_err().field, "token");
         assert_eq!(token("a b").unwrap_err().field, "token");
         assert!(

@@ -281,11 +281,12 @@ async fn a_connection_is_verified_sealed_listed_and_removed_without_showing_the_
         .await
         .unwrap();
     assert_eq!(railway.account_id, "railway_user_2");
-    let state = app.railway.state.lock().unwrap();
-    let created = &state.projects[&railway.project_id];
-    assert_eq!(created.account, "railway_user_2");
-    assert_eq!(created.environments[0].0, railway.environment_id);
-    drop(state);
+    {
+        let state = app.railway.state.lock().unwrap();
+        let created = &state.projects[&railway.project_id];
+        assert_eq!(created.account, "railway_user_2");
+        assert_eq!(created.environments[0].0, railway.environment_id);
+    }
     // The given environment must be one of the project's.
     let status = expect_code(
         app.put_connection(
@@ -430,14 +431,15 @@ async fn railway_ships_the_project_as_a_tarball_to_its_own_service() {
     let second = app.deploy(ALICE, &project, "railway").await;
     assert_eq!(app.finish(ALICE, &second.id).await.state, "ready");
     assert_eq!(app.railway.operations("serviceCreate").len(), 1);
-    let state = app.railway.state.lock().unwrap();
-    assert_eq!(state.uploads.len(), 2);
-    assert_eq!(state.uploads[1].service, upload.service);
-    assert_eq!(
-        unpacked(&state.uploads[1].tarball)["src/index.js"],
-        b"console.log('v2')"
-    );
-    drop(state);
+    {
+        let state = app.railway.state.lock().unwrap();
+        assert_eq!(state.uploads.len(), 2);
+        assert_eq!(state.uploads[1].service, upload.service);
+        assert_eq!(
+            unpacked(&state.uploads[1].tarball)["src/index.js"],
+            b"console.log('v2')"
+        );
+    }
 
     // Bob's variables go to his own service, in his own project.
     let bob_project = app.project_with(BOB, &files).await;

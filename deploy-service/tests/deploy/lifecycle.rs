@@ -255,14 +255,15 @@ async fn two_replicas_send_each_deployment_once() {
     for id in &ids {
         assert_eq!(app.finish(ALICE, id).await.state, "ready");
     }
-    let state = app.railway.state.lock().unwrap();
-    assert_eq!(state.uploads.len(), 8, "each deployment uploaded once");
-    let service = &state.uploads[0].service;
-    assert!(
-        state.uploads.iter().all(|u| &u.service == service),
-        "every deployment of the project went to its one service"
-    );
-    drop(state);
+    {
+        let state = app.railway.state.lock().unwrap();
+        assert_eq!(state.uploads.len(), 8, "each deployment uploaded once");
+        let service = &state.uploads[0].service;
+        assert!(
+            state.uploads.iter().all(|u| &u.service == service),
+            "every deployment of the project went to its one service"
+        );
+    }
     let _ = stop.send(());
     second.await.unwrap().unwrap();
 }
