@@ -308,8 +308,17 @@ mod tests {
             )
             .is_err()
         );
+        assert!(
+            scope_id(
+                "teamId",
+                Some(String::new()),
+                Provider::Vercel,
+                Provider::Vercel
+            )
+            .is_err()
+        );
         assert_eq!(
-            scope_id("x", Some(" ".into()), Provider::Netlify, Provider::Vercel).unwrap(),
+            scope_id("teamId", None, Provider::Netlify, Provider::Vercel).unwrap(),
             None
         );
     }

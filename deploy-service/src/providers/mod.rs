@@ -13,7 +13,7 @@ use bytes::Bytes;
 use secrecy::SecretString;
 use sha1::{Digest, Sha1};
 
-use crate::config::Config;
+use crate::config::{Config, RetryPolicy};
 use crate::model::{Provider, Target};
 
 pub use netlify::NetlifyClient;
@@ -219,9 +219,11 @@ pub struct VerifiedAccount {
 /// that `DEPLOY_PLATFORM_ACCOUNTS` opts in.
 #[derive(Debug, Clone)]
 pub struct Providers {
-    vercel: (http::HttpCaller, String),
-    netlify: (http::HttpCaller, reqwest::Url),
-    railway: (http::HttpCaller, String),
+    client: reqwest::Client,
+    retry: RetryPolicy,
+    vercel: String,
+    netlify: reqwest::Url,
+    railway: String,
     platform: Vec<(Provider, Credentials)>,
 }
 
@@ -236,7 +238,6 @@ impl Providers {
             .timeout(config.retry.request_timeout)
             .connect_timeout(Duration::from_secs(10))
             .build()?;
-        let caller = |provider| http::HttpCaller::new(client.clone(), config.retry, provider);
         let mut platform = Vec::new();
         for provider in &config.platform_accounts {
             let credentials = match provider {
@@ -252,14 +253,17 @@ impl Providers {
             }
         }
         Ok(Self {
-            vercel: (caller(Provider::Vercel), config.vercel.api_url.clone()),
-            netlify: (
-                caller(Provider::Netlify),
-                reqwest::Url::parse(config.netlify.api_url.trim_end_matches('/'))?,
-            ),
-            railway: (caller(Provider::Railway), config.railway.api_url.clone()),
+            client,
+            retry: config.retry,
+            vercel: config.vercel.api_url.clone(),
+            netlify: reqwest::Url::parse(config.netlify.api_url.trim_end_matches('/'))?,
+            railway: config.railway.api_url.clone(),
             platform,
         })
+    }
+
+    fn caller(&self, provider: Provider, retry: RetryPolicy) -> http::HttpCaller {
+        http::HttpCaller::new(self.client.clone(), retry, provider)
     }
 
     /// The operator's account for `provider`, when opted in.
@@ -272,17 +276,32 @@ impl Providers {
 
     /// A Vercel client acting with `credentials`.
     pub fn vercel(&self, credentials: &Credentials) -> VercelClient {
-        VercelClient::new(self.vercel.0.clone(), &self.vercel.1, credentials)
+        self.vercel_with(credentials, self.retry)
+    }
+
+    fn vercel_with(&self, credentials: &Credentials, retry: RetryPolicy) -> VercelClient {
+        let caller = self.caller(Provider::Vercel, retry);
+        VercelClient::new(caller, &self.vercel, credentials)
     }
 
     /// A Netlify client acting with `credentials`.
     pub fn netlify(&self, credentials: &Credentials) -> NetlifyClient {
-        NetlifyClient::new(self.netlify.0.clone(), self.netlify.1.clone(), credentials)
+        self.netlify_with(credentials, self.retry)
+    }
+
+    fn netlify_with(&self, credentials: &Credentials, retry: RetryPolicy) -> NetlifyClient {
+        let caller = self.caller(Provider::Netlify, retry);
+        NetlifyClient::new(caller, self.netlify.clone(), credentials)
     }
 
     /// A Railway client acting with `credentials`.
     pub fn railway(&self, credentials: &Credentials) -> RailwayClient {
-        RailwayClient::new(self.railway.0.clone(), &self.railway.1, credentials)
+        self.railway_with(credentials, self.retry)
+    }
+
+    fn railway_with(&self, credentials: &Credentials, retry: RetryPolicy) -> RailwayClient {
+        let caller = self.caller(Provider::Railway, retry);
+        RailwayClient::new(caller, &self.railway, credentials)
     }
 
     /// Checks a token with the provider and returns the account it belongs to (for Railway,
@@ -294,10 +313,16 @@ impl Providers {
         credentials: &Credentials,
         workspace: Option<&str>,
     ) -> Result<VerifiedAccount, ProviderError> {
+        // Someone is waiting for the answer: one attempt, no back-off; an unreachable provider is
+        // a 503 they can retry.
+        let once = RetryPolicy {
+            attempts: 1,
+            ..self.retry
+        };
         match provider {
-            Provider::Vercel => self.vercel(credentials).whoami().await,
-            Provider::Netlify => self.netlify(credentials).whoami().await,
-            Provider::Railway => self.railway(credentials).whoami(workspace).await,
+            Provider::Vercel => self.vercel_with(credentials, once).whoami().await,
+            Provider::Netlify => self.netlify_with(credentials, once).whoami().await,
+            Provider::Railway => self.railway_with(credentials, once).whoami(workspace).await,
         }
     }
 

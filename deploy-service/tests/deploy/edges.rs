@@ -188,12 +188,13 @@ async fn a_deployment_ends_at_its_deadline_and_its_stream_closes() {
     let done = app.get(ALICE, &created.id).await.unwrap();
     assert!(done.error.contains("timed out at the provider"), "{done:?}");
     assert!(done.error.contains("DEPLOY_MAX_BUILD_SECS"), "{done:?}");
-    // The provider is asked to stop the build it was still running.
-    let provider_id = done.provider_deployment_id;
-    let canceled = app
-        .vercel
-        .count("PATCH", &format!("/v12/deployments/{provider_id}/cancel"));
-    assert_eq!(canceled, 1);
+    // The provider is asked to stop the build it was still running (just after the final event).
+    let cancel = format!("/v12/deployments/{}/cancel", done.provider_deployment_id);
+    let asked = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.vercel.count("PATCH", &cancel) == 0 && tokio::time::Instant::now() < asked {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.vercel.count("PATCH", &cancel), 1);
     // No more polling of it.
     let reads = app.vercel.count("GET", "/v13/deployments/");
     tokio::time::sleep(Duration::from_millis(400)).await;

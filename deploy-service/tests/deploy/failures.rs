@@ -100,14 +100,14 @@ async fn rate_limit_waits_for_reset() {
 }
 
 async fn unreachable_provider_ends_in_error_with_reason(backend: Backend) {
-    // A port that was just free: nothing listens there.
+    let mut app = TestApp::spawn(backend).await;
+    // Vercel goes away after Alice connected her account: a port that was just free, so that
+    // nothing listens there (taken as late as possible, so no other test takes it meanwhile).
+    app.stop_deploy().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut app = TestApp::spawn(backend).await;
-    // Vercel goes away after Alice connected her account.
-    app.stop_deploy().await;
     app.config.vercel.api_url = format!("http://{closed}");
     app.start_deploy_again().await;
     let project = app.site(ALICE).await;
