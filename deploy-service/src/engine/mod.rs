@@ -255,6 +255,7 @@ impl DeployEngine {
     pub async fn cancel(&self, owner: &str, id: &str) -> Result<DeploymentRecord> {
         // The poller may move the deployment between our read and our update; each conditional
         // update that loses that race re-reads and decides again.
+        let mut asked_provider = false;
         for _ in 0..5 {
             let record = self
                 .store
@@ -262,6 +263,8 @@ impl DeployEngine {
                 .await?
                 .ok_or(Error::DeploymentNotFound)?;
             let moved = match record.state {
+                // The poller saw the provider's cancel (ours) before we recorded it: done.
+                State::Canceled if asked_provider => break,
                 state if state.is_final() => return Err(Error::AlreadyFinal { state }),
                 State::Building => {
                     let provider_id = record.provider_deployment_id.clone().unwrap_or_default();
@@ -274,6 +277,7 @@ impl DeployEngine {
                     self.providers
                         .cancel(record.provider, &opened.credentials, &provider_id)
                         .await?;
+                    asked_provider = true;
                     let message = format!("canceled; {} confirmed the cancel", record.provider);
                     self.transition(
                         id,
