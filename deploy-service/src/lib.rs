@@ -41,8 +41,7 @@ use crate::providers::Providers;
 use crate::service::DeployApi;
 use crate::store::{ConnectionStore, DeploymentStore};
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static MIGRATIONS: service_runtime::db::Migrations = service_runtime::migrations!();
 
 /// Connects to the database, runs the migrations, starts the deployment poller and serves
 /// deploy-service plus `grpc.health.v1` on `listener` until `shutdown` resolves; then stops the
@@ -53,9 +52,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (db, connections) = open(&config).await?;
-    service_runtime::metrics::observe_pool("deploy", db.pool.clone());
     metrics::init();
-    tracing::info!(backend = ?db.backend, replica = %config.replica_id, "deploy database ready");
+    tracing::info!(replica = %config.replica_id, "deploy database ready");
 
     let engine = Arc::new(DeployEngine::new(
         DeploymentStore::new(db),
@@ -131,12 +129,13 @@ async fn open(config: &Config) -> anyhow::Result<(Database, Connections)> {
     )?;
     let keyring = Keyring::new(key, config.secrets_key_previous.as_ref())
         .context("SECRETS_KEY or SECRETS_KEY_PREVIOUS is not a valid key")?;
-    let db = Database::connect(
-        secrecy::ExposeSecret::expose_secret(&config.database_url),
+    let db = Database::open(
+        "deploy",
+        &config.database_url,
         config.db_max_connections,
+        &MIGRATIONS,
     )
     .await?;
-    db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
     let providers = Providers::new(config).context("cannot build provider clients")?;
     let connections = Connections::new(ConnectionStore::new(db.clone()), keyring, providers);
     Ok((db, connections))

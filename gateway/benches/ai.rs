@@ -341,7 +341,7 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let http = reqwest::Client::builder()
+        let http = service_runtime::tls::http_client()
             .pool_max_idle_per_host(4096)
             .tcp_nodelay(true)
             .build()

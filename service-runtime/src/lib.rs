@@ -1,8 +1,9 @@
 //! What every AutoCrea service shares, and nothing else: telemetry set-up, configuration from the
 //! environment, graceful shutdown, gRPC serving and client channels, Prometheus metrics, caller
 //! identity in gRPC metadata, SQL pools with embedded migrations on SQLite or PostgreSQL and the
-//! classification of their failures, field validation errors, page tokens, and the retry policy
-//! of calls to outside services.
+//! classification of their failures, field validation errors, page tokens, the retry policy
+//! of calls to outside services, a Redis connection with bounded waits, and the TLS crypto of
+//! every client (HTTP, PostgreSQL, Redis).
 
 pub mod config;
 pub mod db;
@@ -11,6 +12,7 @@ pub mod grpc_observe;
 pub mod invalid;
 pub mod metrics;
 pub mod page_token;
+pub mod redis_client;
 pub mod retry;
 pub mod shutdown;
 #[cfg(any(test, feature = "testing"))]
@@ -18,3 +20,4 @@ pub mod span_recorder;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;

@@ -230,7 +230,7 @@ pub struct Providers {
 impl Providers {
     /// Clients over one HTTP connection pool.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
+        let client = service_runtime::tls::http_client()
             .user_agent(concat!(
                 "autocrea-deploy-service/",
                 env!("CARGO_PKG_VERSION")
