@@ -83,8 +83,8 @@ impl From<pb::Connection> for Connection {
     }
 }
 
-/// Body of `PUT /api/integrations/{provider}`.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Body of `PUT /api/integrations/{provider}`. Its `Debug` leaves the token out.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PutConnection {
     /// Your access token at the provider: a Vercel access token, a Netlify personal access
@@ -107,6 +107,17 @@ pub struct PutConnection {
     /// workspace.
     #[schema(pattern = "^[A-Za-z0-9_-]+$", min_length = 1, max_length = 255)]
     pub workspace_id: Option<String>,
+}
+
+impl std::fmt::Debug for PutConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutConnection")
+            .field("team_id", &self.team_id)
+            .field("project_id", &self.project_id)
+            .field("environment_id", &self.environment_id)
+            .field("workspace_id", &self.workspace_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The caller's connections.
