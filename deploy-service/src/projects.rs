@@ -11,6 +11,15 @@ use tonic::{Code, Request};
 use crate::error::Error;
 use crate::providers::DeployFile;
 
+/// What deploy-service needs to know of a project besides its files.
+#[derive(Debug, Clone)]
+pub struct ProjectInfo {
+    /// Its name (the provider home is named after it).
+    pub name: String,
+    /// Its framework label (Vercel's framework preset comes from it).
+    pub framework: String,
+}
+
 /// A project-service client.
 #[derive(Debug, Clone)]
 pub struct ProjectFiles {
@@ -33,9 +42,10 @@ impl ProjectFiles {
         Ok(Self { client })
     }
 
-    /// Checks that `project` exists and belongs to `owner`.
-    pub async fn check_owner(&self, owner: &str, project: &str) -> Result<(), Error> {
-        self.client
+    /// The project's name and framework label, if it exists and belongs to `owner`.
+    pub async fn project(&self, owner: &str, project: &str) -> Result<ProjectInfo, Error> {
+        let project = self
+            .client
             .clone()
             .get_project(as_user(
                 owner,
@@ -44,8 +54,12 @@ impl ProjectFiles {
                 },
             )?)
             .await
-            .map_err(status_error)?;
-        Ok(())
+            .map_err(status_error)?
+            .into_inner();
+        Ok(ProjectInfo {
+            name: project.name,
+            framework: project.framework,
+        })
     }
 
     /// Every file of `project` with its content, as `owner` sees it.

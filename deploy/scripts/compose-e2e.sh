@@ -7,8 +7,9 @@
 #   health and ready · only the gateway published, every container non-root · each service's
 #   metrics port answers on the internal network · HS256 token · project create → add file → list
 #   · sandbox run of that file · AI generate (JSON, then streamed as SSE) against the fake
-#   Anthropic API → the generated code saved to the project and run in the sandbox · deploy of
-#   the project to the fake Vercel, followed over SSE until `ready` with its URL · project-service
+#   Anthropic API → the generated code saved to the project and run in the sandbox · a (fake)
+#   Vercel account connected through the API, then a deploy of the project to it, followed over
+#   SSE until `ready` with its URL · project-service
 #   restarted while writes go on, no acknowledged write lost · rate limit 429 · `down -v` leaves no
 #   container, volume or network behind.
 #
@@ -56,7 +57,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 secret() { python3 -c 'import secrets; print(secrets.token_hex(24))'; }
 HS256_SECRET=$(secret)
 {
-    grep -Ev '^(AUTH_HS256_SECRET|GATEWAY_PORT|GATEWAY_BIND|DOCKER_GID|SANDBOX_INSTANCE|[A-Z_]*PASSWORD|AUTOCREA_VERSION|POSTGRES_IMAGE|REDIS_IMAGE)=' .env.example
+    grep -Ev '^(AUTH_HS256_SECRET|SECRETS_KEY|GATEWAY_PORT|GATEWAY_BIND|DOCKER_GID|SANDBOX_INSTANCE|[A-Z_]*PASSWORD|AUTOCREA_VERSION|POSTGRES_IMAGE|REDIS_IMAGE)=' .env.example
     if [ "$LOCAL_BASES" = 1 ]; then
         echo "POSTGRES_IMAGE=autocrea/postgres-local:bookworm"
         echo "REDIS_IMAGE=autocrea/redis-local:bookworm"
@@ -64,6 +65,7 @@ HS256_SECRET=$(secret)
         grep -E '^(POSTGRES_IMAGE|REDIS_IMAGE)=' .env.example
     fi
     echo "AUTH_HS256_SECRET=$HS256_SECRET"
+    echo "SECRETS_KEY=$(python3 -c 'import base64, secrets; print(base64.b64encode(secrets.token_bytes(32)).decode())')"
     echo "GATEWAY_BIND=127.0.0.1"
     echo "GATEWAY_PORT=$port"
     echo "AUTOCREA_VERSION=${IMAGE_TAG:-latest}"
@@ -249,7 +251,14 @@ else
     fail "sandbox run of the generated code: $code $body"
 fi
 
-# ---- deploy: the project to the fake Vercel, followed to ready ---------------------------------
+# ---- deploy: the user's own (fake) Vercel account connected, the project deployed to it --------
+# fake_providers::vercel::TOKEN: the fake's test account, not a secret.
+call PUT /api/integrations/vercel "$alice" '{"token":"vercel-test-token-s3cr3t"}'
+if [ "$code" = 200 ] && [ "$(json 'd["accountId"]')" = user_1 ] && [ "$(json '"token" in d')" = False ]; then
+    ok "Vercel account $(json 'd["accountName"]') connected (token ending $(json 'd["tokenLast4"]'), never shown again)"
+else
+    fail "connect Vercel: $code $body"
+fi
 call POST /api/deploy "$alice" "{\"projectId\":\"$pid\",\"provider\":\"vercel\",\"target\":\"production\"}"
 if [ "$code" = 202 ] && [ "$(json 'd["state"]')" = queued ]; then
     did=$(json 'd["id"]')
@@ -278,7 +287,8 @@ PY
     follow_secs=$((SECONDS - t2))
     call GET "/api/deployments/$did" "$alice"
     url=$(json 'd["url"] or ""' || true)
-    if [ "$code" = 200 ] && [ "$(json 'd["state"]')" = ready ] && [[ "$url" =~ ^https://[a-z0-9.-]+\.vercel\.app$ ]] &&
+    if [ "$code" = 200 ] && [ "$(json 'd["state"]')" = ready ] && [ "$(json 'd["account"]')" = user ] &&
+        [[ "$url" =~ ^https://[a-z0-9.-]+\.vercel\.app$ ]] &&
         [[ "$followed" == *"→ ready | True | $url" ]]; then
         ok "deployment followed over SSE to ready in ${follow_secs} s (${followed%% |*}), live at $url"
     else
