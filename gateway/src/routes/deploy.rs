@@ -14,7 +14,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::downstream::request;
 use crate::identity::Caller;
-use crate::problem::{ApiError, ApiResult, FieldError};
+use crate::problem::{Answered, ApiError, ApiResult, FieldError};
 use crate::routes::{schema, timestamp};
 use crate::sse;
 use crate::state::AppState;
@@ -272,8 +272,7 @@ pub async fn create_deployment(
         .clone()
         .create_deployment(request(&caller, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(accepted(deployment))
 }
 
@@ -315,8 +314,7 @@ pub async fn list_deployments(
         .clone()
         .list_deployments(request(&caller, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(HttpResponse::Ok().json(DeploymentPage {
         items: page.deployments.into_iter().map(Deployment::from).collect(),
         next_cursor: present(page.next_page_token),
@@ -347,8 +345,7 @@ pub async fn get_deployment(
         .clone()
         .get_deployment(request(&caller, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(HttpResponse::Ok().json(Deployment::from(deployment)))
 }
 
@@ -394,8 +391,7 @@ pub async fn deployment_events(
         .clone()
         .watch_deployment(request(&caller, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(slot.respond(HttpResponse::Ok(), stream, watch_step(after)))
 }
 
@@ -472,8 +468,7 @@ pub async fn cancel_deployment(
         .clone()
         .cancel_deployment(request(&caller, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(HttpResponse::Ok().json(Deployment::from(deployment)))
 }
 
@@ -504,8 +499,7 @@ pub async fn rollback_deployment(
         .clone()
         .rollback_deployment(request(&caller, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(accepted(deployment))
 }
 

@@ -9,7 +9,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::downstream::request;
 use crate::identity::Caller;
-use crate::problem::{ApiError, ApiResult};
+use crate::problem::{Answered, ApiResult};
 use crate::routes::{schema, timestamp};
 use crate::state::AppState;
 
@@ -73,8 +73,7 @@ pub async fn list_targets(
         .clone()
         .list_targets(request(&caller, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner()
+        .answered(SERVICE)?
         .targets;
     let items = targets
         .into_iter()
