@@ -144,6 +144,15 @@ impl Change {
             ..Self::default()
         }
     }
+
+    /// A change into `error` that says why, as the event and as the deployment's error.
+    pub fn failed(reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self {
+            error: Some(reason.clone()),
+            ..Self::message(reason)
+        }
+    }
 }
 
 /// Deployments and events in SQL.
