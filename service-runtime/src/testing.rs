@@ -73,7 +73,7 @@ pub async fn fresh_postgres_url() -> String {
     let mut conn = AnyConnection::connect(&admin)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to TEST_DATABASE_URL: {e}"));
-    sqlx::query(&format!("CREATE DATABASE {name}"))
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
         .expect("create test database");
