@@ -505,8 +505,8 @@ impl RedisLimiter {
             return Ok(conn.clone());
         }
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(Duration::from_secs(1))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(1);
         let conn = ConnectionManager::new_with_config(self.client.clone(), config).await?;
         *slot = Some(conn.clone());
