@@ -53,15 +53,18 @@ impl std::fmt::Debug for Store {
 }
 
 impl PromptCache {
-    /// Connects to Redis when `redis_url` is given, else keeps the cache in memory; a zero TTL,
+    /// Connects to Redis when `redis` is given, else keeps the cache in memory; a zero TTL,
     /// or a zero size in memory, turns caching off.
-    pub async fn open(config: &CacheConfig, redis_url: Option<&str>) -> anyhow::Result<Self> {
+    pub async fn open(
+        config: &CacheConfig,
+        redis: Option<&service_runtime::redis_endpoint::RedisEndpoint>,
+    ) -> anyhow::Result<Self> {
         let store = if config.ttl.is_zero() {
             tracing::info!("prompt cache off (AI_CACHE_TTL_SECS=0)");
             Store::Off
-        } else if let Some(url) = redis_url {
-            let client = redis::Client::open(url).context("REDIS_URL is not a Redis URL")?;
-            let conn = ConnectionManager::new(client)
+        } else if let Some(endpoint) = redis {
+            let client = endpoint.client()?;
+            let conn = service_runtime::redis_endpoint::connection_manager(client)
                 .await
                 .context("cannot connect to Redis (REDIS_URL)")?;
             tracing::info!("prompt cache in Redis");

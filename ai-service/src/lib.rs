@@ -41,11 +41,7 @@ pub async fn run(
     service_runtime::metrics::observe_pool("ai", db.pool.clone());
     metrics::init();
     let ledger = ledger::UsageLedger::open(db).await?;
-    let cache = cache::PromptCache::open(
-        &config.cache,
-        config.redis_url.as_ref().map(|u| u.expose_secret()),
-    )
-    .await?;
+    let cache = cache::PromptCache::open(&config.cache, config.redis_url.as_ref()).await?;
     let provider = match config.provider {
         Some(p) => {
             tracing::info!(provider = p.kind.as_str(), model = %p.model, "AI provider configured");
