@@ -51,19 +51,16 @@ impl std::fmt::Debug for RedisClient {
 }
 
 impl RedisClient {
-    /// A client of `url`, not connected yet; fails only when `url` is not a Redis URL.
-    pub fn new(
-        url: &str,
-        timeouts: RedisTimeouts,
-        purpose: &'static str,
-    ) -> redis::RedisResult<Self> {
-        Ok(Self {
-            client: redis::Client::open(url)?,
+    /// A connection to `client`'s server (from [`crate::redis_endpoint::RedisEndpoint::client`],
+    /// which knows its TLS trust), not connected yet.
+    pub fn new(client: redis::Client, timeouts: RedisTimeouts, purpose: &'static str) -> Self {
+        Self {
+            client,
             timeouts,
             purpose,
             connection: RwLock::new(None),
             retry_at: Mutex::new(None),
-        })
+        }
     }
 
     /// Connects now, so that a misconfiguration shows in the start-up log; a failure is logged
@@ -92,8 +89,8 @@ impl RedisClient {
             return Some(conn.clone());
         }
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeouts.connect)
-            .set_response_timeout(self.timeouts.response)
+            .set_connection_timeout(Some(self.timeouts.connect))
+            .set_response_timeout(Some(self.timeouts.response))
             .set_number_of_retries(1);
         // ConnectionManager::new retries on its own; the outer timeout bounds the whole attempt.
         let attempt = ConnectionManager::new_with_config(self.client.clone(), config);
@@ -165,8 +162,11 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let client =
-            RedisClient::new(&format!("redis://127.0.0.1:{port}"), quick(), "test").unwrap();
+        let client = RedisClient::new(
+            client_of(&format!("redis://127.0.0.1:{port}")),
+            quick(),
+            "test",
+        );
         assert!(!client.connect_at_start().await);
         let started = Instant::now();
         assert!(client.connection().await.is_none());
@@ -188,7 +188,7 @@ mod tests {
                 held.push(socket);
             }
         });
-        let client = RedisClient::new(&format!("redis://{addr}"), quick(), "test").unwrap();
+        let client = RedisClient::new(client_of(&format!("redis://{addr}")), quick(), "test");
         let started = Instant::now();
         assert!(!client.connect_at_start().await);
         assert!(
@@ -198,14 +198,19 @@ mod tests {
         );
     }
 
+    fn client_of(url: &str) -> redis::Client {
+        crate::redis_endpoint::RedisEndpoint::new(url)
+            .client()
+            .unwrap()
+    }
+
     #[test]
     fn debug_never_shows_the_url() {
         let client = RedisClient::new(
-            "redis://:hunter2@cache:6379",
+            client_of("redis://:hunter2@cache:6379"),
             RedisTimeouts::default(),
             "test",
-        )
-        .unwrap();
+        );
         let shown = format!("{client:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
     }
