@@ -70,7 +70,7 @@ impl PromptCache {
             Store::Off
         } else if let Some(endpoint) = redis {
             let redis = RedisClient::new(endpoint.client()?, config.redis_timeouts, "prompt cache");
-            redis.connect_at_start().await;
+            redis.connect_at_start().await?;
             tracing::info!(scope = config.scope.as_str(), "prompt cache in Redis");
             Store::Redis {
                 redis: Box::new(redis),
