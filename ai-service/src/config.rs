@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use service_runtime::config::{ConfigError, listen_addr, optional, parse_optional, parse_or};
+use service_runtime::identity::VerifyingKeys;
 use service_runtime::retry;
 
 /// Configuration of ai-service.
@@ -28,6 +29,9 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Input size limits.
     pub limits: Limits,
+    /// The gateway's public key(s) that every call's assertion must verify with
+    /// (`IDENTITY_PUBLIC_KEY`; comma-separated during a key rotation). Required by `run`.
+    pub caller_keys: Option<VerifyingKeys>,
 }
 
 impl Config {
@@ -41,6 +45,7 @@ impl Config {
             monthly_token_budget: None,
             cache: CacheConfig::default(),
             limits: Limits::default(),
+            caller_keys: None,
         }
     }
 
@@ -55,6 +60,7 @@ impl Config {
         config.cache.ttl =
             Duration::from_secs(parse_or("AI_CACHE_TTL_SECS", config.cache.ttl.as_secs())?);
         config.cache.max_entries = parse_or("AI_CACHE_MAX_ENTRIES", config.cache.max_entries)?;
+        config.caller_keys = VerifyingKeys::from_env()?;
         Ok(config)
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! The gRPC contract, with its status-code conventions, is `proto/proto/ai.proto`.
 
+use service_runtime::identity::{CallerVerifier, audience};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -37,6 +38,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Checked first: a service never serves without a key to check its callers with.
+    let verifier = CallerVerifier::required(config.caller_keys.as_ref(), audience::AI)?;
     let db = Database::connect(config.database_url.expose_secret(), 10).await?;
     service_runtime::metrics::observe_pool("ai", db.pool.clone());
     metrics::init();
@@ -73,6 +76,6 @@ pub async fn run(
         .set_serving::<AiServiceServer<service::AiApi>>()
         .await;
     let routes = tonic::service::Routes::new(health).add_service(service);
-    service_runtime::grpc::serve(listener, routes, shutdown).await?;
+    service_runtime::grpc::serve(listener, routes, verifier, shutdown).await?;
     Ok(())
 }

@@ -47,6 +47,9 @@ pub enum Error {
     /// The idempotency key was used before by this user for a different request.
     #[error("idempotency key already used for a different deployment request; use a new key")]
     IdempotencyKeyReused,
+    /// project-service refused the owner's assertion or grant (expired, or for another project).
+    #[error("project-service refused to read the project for its owner: {0}")]
+    ProjectAccessRefused(String),
     /// project-service could not be reached or failed.
     #[error("project-service is unavailable: {0}")]
     ProjectServiceUnavailable(String),
@@ -77,6 +80,9 @@ impl From<Error> for Status {
             | Error::NothingToRollBack { .. } => Status::failed_precondition(message),
             Error::IdempotencyKeyReused => Status::already_exists(message),
             Error::ProjectServiceUnavailable(_) => Status::unavailable(message),
+            // The caller's assertion passed here, so a refusal there is this platform's fault
+            // (keys or clocks apart), not the caller's.
+            Error::ProjectAccessRefused(_) => Status::internal(message),
             Error::Provider(provider) => {
                 if provider.is_transient() {
                     Status::unavailable(message)

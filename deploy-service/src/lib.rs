@@ -15,6 +15,7 @@ mod providers;
 mod service;
 mod store;
 
+use service_runtime::identity::{CallerVerifier, audience};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -47,6 +48,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Checked first: a service never serves without a key to check its callers with.
+    let verifier = CallerVerifier::required(config.caller_keys.as_ref(), audience::DEPLOY)?;
     let db = Database::connect(
         secrecy::ExposeSecret::expose_secret(&config.database_url),
         config.db_max_connections,
@@ -84,7 +87,7 @@ pub async fn run(
         .await;
     let routes = tonic::service::Routes::new(health).add_service(server);
     let mut stopped = stop_rx;
-    let served = service_runtime::grpc::serve(listener, routes, async move {
+    let served = service_runtime::grpc::serve(listener, routes, verifier, async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     })
     .await

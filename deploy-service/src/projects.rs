@@ -1,11 +1,16 @@
-//! `ProjectFiles`: what deploy-service reads from project-service, always as the deployment's
-//! owner (`x-user-id`), so a user can only ship their own projects.
+//! `ProjectFiles`: what deploy-service reads from project-service, always with an assertion the
+//! gateway signed for the deployment's owner, so a user can only ship their own projects and
+//! deploy-service can never act for a user who did not ask: the owner check forwards the
+//! assertion of the create call; the upload, which may run long after that call, presents the
+//! grant the gateway minted with it (read the files of this one project, for a limited time).
 
 use autocrea_proto::project::v1 as pb;
 use autocrea_proto::project::v1::project_service_client::ProjectServiceClient;
 use bytes::Bytes;
-use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, USER_ID, channel};
+use secrecy::SecretString;
+use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, channel};
 use service_runtime::grpc_observe::TracedChannel;
+use service_runtime::identity::{ASSERTION, Caller, attach};
 use tonic::{Code, Request};
 
 use crate::error::Error;
@@ -33,33 +38,34 @@ impl ProjectFiles {
         Ok(Self { client })
     }
 
-    /// Checks that `project` exists and belongs to `owner`.
-    pub async fn check_owner(&self, owner: &str, project: &str) -> Result<(), Error> {
+    /// Checks that `project` exists and belongs to `caller`, forwarding the caller's assertion.
+    pub async fn check_owner(&self, caller: &Caller, project: &str) -> Result<(), Error> {
         self.client
             .clone()
-            .get_project(as_user(
-                owner,
-                pb::GetProjectRequest {
-                    id: project.to_string(),
-                },
-            )?)
+            .get_project(caller.forward(pb::GetProjectRequest {
+                id: project.to_string(),
+            }))
             .await
             .map_err(status_error)?;
         Ok(())
     }
 
-    /// Every file of `project` with its content, as `owner` sees it.
-    pub async fn files(&self, owner: &str, project: &str) -> Result<Vec<DeployFile>, Error> {
+    /// Every file of `project` with its content, read with `grant` (the owner's grant to read
+    /// exactly this project's files).
+    pub async fn files(
+        &self,
+        grant: &SecretString,
+        project: &str,
+    ) -> Result<Vec<DeployFile>, Error> {
+        let mut request = Request::new(pb::ListFilesRequest {
+            project_id: project.to_string(),
+            include_content: true,
+        });
+        attach(&mut request, ASSERTION, grant);
         let response = self
             .client
             .clone()
-            .list_files(as_user(
-                owner,
-                pb::ListFilesRequest {
-                    project_id: project.to_string(),
-                    include_content: true,
-                },
-            )?)
+            .list_files(request)
             .await
             .map_err(status_error)?;
         Ok(response
@@ -71,19 +77,14 @@ impl ProjectFiles {
     }
 }
 
-fn as_user<T>(owner: &str, message: T) -> Result<Request<T>, Error> {
-    let mut request = Request::new(message);
-    let value = owner
-        .parse()
-        .map_err(|_| Error::Internal(anyhow::anyhow!("owner id is not valid metadata")))?;
-    request.metadata_mut().insert(USER_ID, value);
-    Ok(request)
-}
-
 fn status_error(status: tonic::Status) -> Error {
     match status.code() {
         // project-service answers INVALID_ARGUMENT for ids it could never have issued.
         Code::NotFound | Code::InvalidArgument => Error::ProjectNotFound,
+        // The assertion or grant was refused: expired, or not meant for this project.
+        Code::Unauthenticated | Code::PermissionDenied => {
+            Error::ProjectAccessRefused(status.message().to_string())
+        }
         _ => Error::ProjectServiceUnavailable(format!("{:?}: {}", status.code(), status.message())),
     }
 }

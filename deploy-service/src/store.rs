@@ -6,6 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use secrecy::SecretString;
 use service_runtime::db::{Backend, Database, TracedTransaction};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -18,6 +19,8 @@ use crate::error::{DbContext, Error, Result};
 /// Page tokens of `ListDeployments`, bound to the caller and the project filter.
 pub const DEPLOYMENT_PAGES: PageTokens = PageTokens::new("autocrea.deploy.v1.deployments");
 use crate::model::{EnvVars, Provider, State, Target};
+
+mod grants;
 
 const COLUMNS: &str = "id, owner_id, project_id, provider, target, state, rollback_of, env_json, \
      request_digest, provider_deployment_id, provider_site_id, provider_state, \
@@ -108,6 +111,8 @@ pub struct NewDeployment {
     pub provider_site_id: Option<String>,
     /// First event's message.
     pub message: String,
+    /// The owner's grant to read the project's files, for the upload (none for a rollback).
+    pub files_grant: Option<SecretString>,
 }
 
 /// What a state change also records. `None` leaves a field as it is.
@@ -189,6 +194,9 @@ impl DeploymentStore {
             return Ok((existing, false));
         }
         insert_event(&mut tx, &id, &new.message, now).await?;
+        if let Some(grant) = &new.files_grant {
+            grants::insert(&mut tx, &id, grant).await?;
+        }
         // The row as created, read before the commit: once committed, the engine may pick it up
         // and move it on before a later read, and the answer must be what was created (`queued`).
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM deployments WHERE id = $1"))
@@ -199,6 +207,11 @@ impl DeploymentStore {
         let record = record(&row)?;
         tx.commit().await.db("commit insert")?;
         Ok((record, true))
+    }
+
+    /// The grant to read deployment `id`'s project files, as kept at its creation.
+    pub async fn files_grant(&self, id: &str) -> Result<Option<SecretString>> {
+        grants::get(&self.db, id).await
     }
 
     /// The owner's deployment created with `key`.

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use service_runtime::config::{ConfigError, listen_addr, optional, parse_or};
+use service_runtime::identity::VerifyingKeys;
 
 use crate::language::Language;
 
@@ -47,6 +48,9 @@ pub struct Config {
     pub request_limits: RequestLimits,
     /// Unix user and group the code runs as (`SANDBOX_USER`, default `10001:10001`).
     pub user: String,
+    /// The gateway's public key(s) that every call's assertion must verify with
+    /// (`IDENTITY_PUBLIC_KEY`; comma-separated during a key rotation). Required by `run`.
+    pub caller_keys: Option<VerifyingKeys>,
 }
 
 /// Resource limits of one run, echoed back in every result.
@@ -127,6 +131,7 @@ impl Default for Config {
             queue_limit: 64,
             request_limits: RequestLimits::default(),
             user: "10001:10001".to_string(),
+            caller_keys: None,
         }
     }
 }
@@ -170,6 +175,7 @@ impl Config {
                 max_args: parse_or("SANDBOX_MAX_ARGS", d.request_limits.max_args)?,
             },
             user: optional("SANDBOX_USER").unwrap_or(d.user),
+            caller_keys: VerifyingKeys::from_env()?,
         };
         if config.limits.timeout > config.max_timeout {
             return Err(ConfigError::new(

@@ -57,6 +57,7 @@ pub fn openai(fake: &FakeProvider) -> ProviderConfig {
 pub fn sqlite_config(provider: Option<ProviderConfig>) -> (Config, TempDir) {
     let (url, dir) = fresh_sqlite_url();
     let mut config = Config::new(url);
+    config.caller_keys = Some(service_runtime::testing::caller_keys());
     config.provider = provider;
     (config, dir)
 }

@@ -71,6 +71,9 @@ impl From<Error> for StepFailure {
             Error::ProjectNotFound => {
                 Self::Fail("the project no longer exists or is not yours".to_string())
             }
+            Error::ProjectAccessRefused(reason) => Self::Fail(format!(
+                "the permission to read the project files was refused ({reason}); deploy again"
+            )),
             Error::ProjectServiceUnavailable(reason) => {
                 Self::Retry(format!("cannot read the project files: {reason}"))
             }
@@ -223,6 +226,8 @@ impl DeployEngine {
                 rollback_of: Some(previous.id.clone()),
                 provider_site_id: previous.provider_site_id.clone(),
                 message: format!("rollback to deployment {} queued", previous.id),
+                // A rollback makes an earlier upload live again: it reads no files.
+                files_grant: None,
             })
             .await?;
         Ok(created)

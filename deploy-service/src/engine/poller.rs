@@ -293,10 +293,12 @@ impl DeployEngine {
     }
 
     async fn files(&self, record: &DeploymentRecord) -> Result<Vec<DeployFile>, StepFailure> {
-        let files = self
-            .projects
-            .files(&record.owner_id, &record.project_id)
-            .await?;
+        let grant = self.store.files_grant(&record.id).await?.ok_or_else(|| {
+            StepFailure::Fail(
+                "no permission to read the project files was kept; deploy again".into(),
+            )
+        })?;
+        let files = self.projects.files(&grant, &record.project_id).await?;
         if files.is_empty() {
             return Err(StepFailure::Fail(
                 "the project has no files to deploy".to_string(),

@@ -159,7 +159,8 @@ impl ProjectService {
 }
 
 fn start_project_service(database_url: &str, addr: SocketAddr) -> Server {
-    let config = project_service::Config::with_database_url(database_url.to_string());
+    let mut config = project_service::Config::with_database_url(database_url.to_string());
+    config.caller_keys = Some(service_runtime::testing::caller_keys());
     Server::start(addr, move |listener, shutdown| async move {
         project_service::run(config, listener, async {
             let _ = shutdown.await;
@@ -181,6 +182,7 @@ async fn wait_for_port(addr: SocketAddr) {
 /// A gateway configuration pointing at `project_url`, with HS256 auth and the default limits.
 pub fn gateway_config(project_url: &str) -> Config {
     let mut config = Config::new(AuthConfig::hs256(SECRET));
+    config.signing_key = Some(service_runtime::testing::signing_key().clone());
     config.workers = 2;
     config.services.project = project_url.to_string();
     // Nothing listens on port 1: the other services are "down" unless a test starts them.
