@@ -5,8 +5,9 @@
 # Keys are one line each: base64 of the DER (PKCS#8 private key, SubjectPublicKeyInfo public key).
 #
 #   bash deploy/scripts/identity-keys.sh env >> .env          # compose: append both to .env
-#   bash deploy/scripts/identity-keys.sh k8s autocrea         # Kubernetes: create the Secret
-#                                                             # autocrea-identity in a namespace
+#   bash deploy/scripts/identity-keys.sh k8s autocrea         # Kubernetes: the Secret
+#       autocrea-identity in namespace autocrea (both keys: the gateway reads signing-key, the
+#       services public-key) and in autocrea-sandbox (the public key only)
 #   bash deploy/scripts/identity-keys.sh public < signing.b64 # the public key of a private key
 #
 # Rotation: make a new pair; give the services both public keys, comma-separated
@@ -33,6 +34,8 @@ case "${1:-env}" in
             namespace=${2:?usage: identity-keys.sh k8s NAMESPACE}
             kubectl -n "$namespace" create secret generic autocrea-identity \
                 --from-literal=signing-key="$signing" --from-literal=public-key="$public"
+            kubectl -n "$namespace-sandbox" create secret generic autocrea-identity \
+                --from-literal=public-key="$public"
         fi
         ;;
     public)

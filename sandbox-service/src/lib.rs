@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod engine_endpoint;
 pub mod error;
 pub mod language;
 pub mod metrics;

@@ -20,6 +20,7 @@ pub const USER: &str = "user-1";
 /// A running ai-service with its own database.
 pub struct TestApp {
     pub client: AiServiceClient<Channel>,
+    pub addr: std::net::SocketAddr,
     _shutdown: oneshot::Sender<()>,
     _data: Option<TempDir>,
 }
@@ -83,6 +84,7 @@ pub async fn spawn(config: Config, data: Option<TempDir>) -> TestApp {
         .expect("connect to ai-service");
     TestApp {
         client: AiServiceClient::new(channel),
+        addr,
         _shutdown: tx,
         _data: data,
     }

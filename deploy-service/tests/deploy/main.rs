@@ -11,6 +11,7 @@ mod helpers;
 
 mod access;
 mod failures;
+mod identity;
 mod lifecycle;
 mod providers;
 
