@@ -142,6 +142,15 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_assertion_on_project_service_is_internal_with_the_reason() {
+        let status = Status::from(Error::ProjectAccessRefused(
+            "the caller assertion has expired".into(),
+        ));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(status.message().contains("has expired"), "{status:?}");
+    }
+
+    #[test]
     fn missing_credentials_name_the_variable() {
         let status = Status::from(Error::MissingCredentials {
             provider: Provider::Vercel,

@@ -10,7 +10,10 @@
 #      development secret outside the dev overlay; the signing key on the gateway alone and the
 #      public key on every service; the sandbox engine a rootless sidecar of sandbox-service
 #      reached over a unix socket on a volume of that pod, in its own namespace, on gVisor in
-#      prod, and the only privileged container).
+#      prod, and the only privileged container);
+#   3. the documented alternative, deploy/k8s/sandbox/remote-engine (a remote engine over TLS with
+#      a client certificate), rendered onto the sandbox and held to the same schemas and to its
+#      own rules (no sidecar, TLS on, certificates from a Secret, egress to the engine only).
 #
 #   bash deploy/scripts/validate-k8s.sh
 #
@@ -191,4 +194,60 @@ PY
         status=1
     fi
 done
+# The remote-engine component, rendered onto the sandbox in a throwaway kustomization (kustomize
+# takes only relative paths, so it lives in the tree while it is used).
+remote=$(mktemp -d -p deploy/k8s .remote-engine-check.XXXX)
+trap 'rm -rf "$out" "$remote"' EXIT
+cat >"$remote/kustomization.yaml" <<'YAML'
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: autocrea-sandbox
+resources:
+  - ../sandbox
+components:
+  - ../sandbox/remote-engine
+YAML
+render "$remote" >"$out/remote-engine.yaml"
+for version in ${K8S_VERSIONS:-1.29.0 1.37.0}; do
+    if "$TOOLS_BIN/kubernetes-validate" --strict --quiet -k "$version" "$out/remote-engine.yaml"; then
+        log "remote-engine: valid against Kubernetes $version (strict)"
+    else
+        log "remote-engine: schema validation FAILED against Kubernetes $version"
+        status=1
+    fi
+done
+if "$TOOLS_BIN/python" - "$out/remote-engine.yaml" <<'PY'; then
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+problems = []
+dep = next(d for d in docs if d["kind"] == "Deployment")
+pod = dep["spec"]["template"]["spec"]
+if [c["name"] for c in pod["containers"]] != ["sandbox-service"]:
+    problems.append("remote engine: the sidecar must be gone")
+env = {e["name"]: e.get("value") for e in pod["containers"][0].get("env", [])}
+if env.get("DOCKER_TLS_VERIFY") != "1" or not env.get("DOCKER_CERT_PATH"):
+    problems.append("remote engine: TLS must be on (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH)")
+mounts = {m["mountPath"]: m for m in pod["containers"][0].get("volumeMounts", [])}
+tls = mounts.get(env.get("DOCKER_CERT_PATH") or "")
+volumes = {v["name"]: v for v in pod.get("volumes", [])}
+if not tls or not tls.get("readOnly") or "secret" not in volumes.get(tls["name"], {}):
+    problems.append("remote engine: the client certificate must be a read-only Secret mount")
+if any(v["name"].startswith("engine-") and v["name"] != "engine-tls" for v in pod.get("volumes", [])):
+    problems.append("remote engine: the sidecar's volumes must be gone")
+hosts = [d["data"]["DOCKER_HOST"] for d in docs if d["kind"] == "ConfigMap" and "DOCKER_HOST" in d.get("data", {})]
+if not hosts or not all(h.startswith("tcp://") for h in hosts):
+    problems.append(f"remote engine: DOCKER_HOST must be tcp:// (with TLS), is {hosts}")
+to_engine = [r for d in docs if d["kind"] == "NetworkPolicy" for r in d["spec"].get("egress", [])
+             if {p.get("port") for p in r.get("ports", [])} == {2376}]
+if not to_engine or any(t.get("ipBlock", {}).get("cidr", "").endswith("/0") for r in to_engine for t in r.get("to", [])):
+    problems.append("remote engine: egress to the engine host only, on 2376")
+for p in problems:
+    print("  rule:", p, file=sys.stderr)
+sys.exit(1 if problems else 0)
+PY
+    log "remote-engine: project rules hold"
+else
+    log "remote-engine: project rules FAILED"
+    status=1
+fi
 exit "$status"
