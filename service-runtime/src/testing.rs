@@ -40,13 +40,8 @@ pub fn assertion(
     audiences: &[&str],
     lifetime: Duration,
 ) -> SecretString {
-    let who = OnBehalfOf {
-        user_id: user.to_string(),
-        auth_method: "jwt".to_string(),
-        ..OnBehalfOf::default()
-    };
     let token = AssertionSigner::new(key)
-        .mint(&who, audiences, lifetime)
+        .mint(&session_user(user), audiences, lifetime)
         .expect("sign a test assertion");
     SecretString::from(token)
 }
@@ -71,17 +66,21 @@ pub fn as_user_deploying<T>(user: &str, project: &str, message: T) -> tonic::Req
 /// A grant for `user` to read `project`'s files for an hour, signed with the suites' key, as the
 /// gateway mints one with a deployment.
 pub fn files_grant(user: &str, project: &str) -> SecretString {
-    let who = OnBehalfOf {
-        user_id: user.to_string(),
-        auth_method: "jwt".to_string(),
-        ..OnBehalfOf::default()
-    };
-    let claims = who.claims(
+    let claims = session_user(user).claims(
         &[audience::PROJECT],
         Duration::from_secs(3600),
         Some(project.to_string()),
     );
     SecretString::from(signer().sign(&claims).expect("sign a test grant"))
+}
+
+/// `user`, signed in with a session token.
+fn session_user(user: &str) -> OnBehalfOf {
+    OnBehalfOf {
+        user_id: user.to_string(),
+        auth_method: "jwt".to_string(),
+        ..OnBehalfOf::default()
+    }
 }
 
 /// `message` carrying `assertion` as the caller assertion.
@@ -103,12 +102,7 @@ pub fn forged_requests<T: Clone>(
     forged
         .metadata_mut()
         .insert("x-user-id", user.parse().expect("an ASCII user id"));
-    let mut expired_claims = OnBehalfOf {
-        user_id: user.to_string(),
-        auth_method: "jwt".to_string(),
-        ..OnBehalfOf::default()
-    }
-    .claims(&[service], ASSERTION_LIFETIME, None);
+    let mut expired_claims = session_user(user).claims(&[service], ASSERTION_LIFETIME, None);
     expired_claims.iat -= 600;
     expired_claims.exp = expired_claims.iat + 60;
     let expired = SecretString::from(signer().sign(&expired_claims).expect("sign"));
