@@ -11,7 +11,7 @@ use crate::clock;
 use crate::code::extract;
 use crate::config::Limits;
 use crate::error::{Error, Result};
-use crate::ledger::{Outcome, Totals, UsageEntry, UsageLedger};
+use crate::ledger::{BudgetHold, Outcome, Reservation, Totals, UsageEntry, UsageLedger};
 use crate::provider::{Chunk, ProviderClient, TokenStream, Usage};
 use crate::task::Task;
 
@@ -109,7 +109,17 @@ pub struct Assistant {
     cache: PromptCache,
     limits: Limits,
     budget: Option<u64>,
+    /// How long a call's budget hold counts if the call never settles it.
+    hold_ttl: Duration,
 }
+
+/// Retry hint when the budget is held by calls in progress: they end within the provider's
+/// timeouts, usually within seconds.
+const HELD_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Margin added to the longest provider call for a hold's lifetime (ledger writes, a slow
+/// client reading a stream).
+const HOLD_MARGIN: Duration = Duration::from_secs(60);
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -128,12 +138,16 @@ impl Assistant {
         limits: Limits,
         budget: Option<u64>,
     ) -> Self {
+        let hold_ttl = provider
+            .as_ref()
+            .map_or(HOLD_MARGIN, |p| p.longest_call() + HOLD_MARGIN);
         Self {
             provider,
             ledger,
             cache,
             limits,
             budget,
+            hold_ttl,
         }
     }
 
@@ -146,9 +160,10 @@ impl Assistant {
         self.provider.as_ref().ok_or(Error::NotConfigured)
     }
 
-    fn cache_key(&self, provider: &ProviderClient, task: &Task) -> Option<String> {
+    fn cache_key(&self, user: &str, provider: &ProviderClient, task: &Task) -> Option<String> {
         task.cache_input().map(|input| {
-            PromptCache::key(
+            self.cache.key(
+                user,
                 provider.kind().as_str(),
                 provider.model(),
                 task.operation().as_str(),
@@ -191,24 +206,39 @@ impl Assistant {
         })
     }
 
-    async fn check_budget(&self, user: &str) -> Result<()> {
+    /// Holds the most `task` can cost against `user`'s monthly budget, or refuses the call.
+    async fn reserve(&self, user: &str, task: &Task) -> Result<BudgetHold> {
         let Some(budget) = self.budget else {
-            return Ok(());
+            return Ok(BudgetHold::none(&self.ledger));
         };
+        let needed = task.model_request().max_billable_tokens();
         let now = clock::now_ms();
-        let used = self
-            .ledger
-            .tokens_since(user, clock::month_start(now))
-            .await?;
-        if used < budget {
-            return Ok(());
-        }
+        let reservation = Reservation {
+            user_id: user,
+            tokens: needed,
+            budget,
+            since_ms: clock::month_start(now),
+            now_ms: now,
+            ttl: self.hold_ttl,
+        };
+        let refusal = match self.ledger.reserve(&reservation).await? {
+            Ok(id) => return Ok(BudgetHold::new(&self.ledger, id)),
+            Err(refusal) => refusal,
+        };
         let reset = clock::next_month_start(now);
+        // When only calls in progress stand in the way, the budget comes back as they end.
+        let retry_after = if refusal.spent.saturating_add(needed) <= budget {
+            HELD_RETRY_AFTER
+        } else {
+            Duration::from_millis(u64::try_from(reset - now).unwrap_or(0))
+        };
         Err(Error::BudgetExhausted {
             budget,
-            used,
+            used: refusal.spent,
+            held: refusal.held,
+            needed,
             resets_at: clock::rfc3339(reset),
-            retry_after: Duration::from_millis(u64::try_from(reset - now).unwrap_or(0)),
+            retry_after,
         })
     }
 
@@ -216,16 +246,22 @@ impl Assistant {
     pub async fn answer(&self, user: &str, task: &Task) -> Result<Answer> {
         let started = Instant::now();
         let provider = self.provider()?;
-        let key = self.cache_key(provider, task);
+        let key = self.cache_key(user, provider, task);
         if let Some(answer) = self.cached(key.as_deref()).await {
             self.ledger
                 .record(&self.entry(user, task, &answer, Outcome::Ok, started))
                 .await?;
             return Ok(answer);
         }
-        self.check_budget(user).await?;
+        let hold = self.reserve(user, task).await?;
         let called = Instant::now();
-        let completion = provider.complete(&task.model_request()).await?;
+        let completion = match provider.complete(&task.model_request()).await {
+            Ok(completion) => completion,
+            Err(error) => {
+                hold.release().await;
+                return Err(error);
+            }
+        };
         let answer = Answer {
             text: completion.text,
             model: completion.model,
@@ -233,8 +269,7 @@ impl Assistant {
             cached: false,
             provider_ms: Some(ms(called.elapsed())),
         };
-        self.ledger
-            .record(&self.entry(user, task, &answer, Outcome::Ok, started))
+        hold.settle(&self.entry(user, task, &answer, Outcome::Ok, started))
             .await?;
         if let Some(key) = key {
             let cached = CachedAnswer {
@@ -256,7 +291,7 @@ impl Assistant {
     ) -> Result<(impl Stream<Item = StreamItem> + Send + 'static, Option<u64>)> {
         let started = Instant::now();
         let provider = self.provider()?;
-        let key = self.cache_key(provider, &task);
+        let key = self.cache_key(user, provider, &task);
         let source = match self.cached(key.as_deref()).await {
             Some(answer) => {
                 self.ledger
@@ -265,15 +300,20 @@ impl Assistant {
                 Source::Cached(answer)
             }
             None => {
-                self.check_budget(user).await?;
+                let hold = self.reserve(user, &task).await?;
                 let called = Instant::now();
-                let tokens = provider.stream(&task.model_request()).await?;
-                Source::Live(tokens, ms(called.elapsed()))
+                match provider.stream(&task.model_request()).await {
+                    Ok(tokens) => Source::Live(tokens, ms(called.elapsed()), hold),
+                    Err(error) => {
+                        hold.release().await;
+                        return Err(error);
+                    }
+                }
             }
         };
         let first_token_ms = match &source {
             Source::Cached(_) => None,
-            Source::Live(_, first_ms) => Some(*first_ms),
+            Source::Live(_, first_ms, _) => Some(*first_ms),
         };
         let this = Arc::clone(self);
         let user = user.to_string();
@@ -283,9 +323,10 @@ impl Assistant {
                     yield StreamItem::Delta(answer.text.clone());
                     yield StreamItem::Done(answer);
                 }
-                Source::Live(tokens, first_ms) => {
+                Source::Live(tokens, first_ms, hold) => {
                     let mut run = LiveStream {
                         assistant: this,
+                        hold: Some(hold),
                         user,
                         task,
                         key,
@@ -339,14 +380,16 @@ impl Assistant {
 /// Where a streamed answer comes from.
 enum Source {
     Cached(Answer),
-    /// The provider stream and its time to first token.
-    Live(TokenStream, u64),
+    /// The provider stream, its time to first token and the budget it holds.
+    Live(TokenStream, u64, BudgetHold),
 }
 
 /// A provider stream in flight. If it is dropped before it ends (the client went away), the
 /// usage billed so far is still recorded, as `cancelled`.
 struct LiveStream {
     assistant: Arc<Assistant>,
+    /// Settled when the stream ends; `None` once it was.
+    hold: Option<BudgetHold>,
     user: String,
     task: Task,
     key: Option<String>,
@@ -374,7 +417,9 @@ impl LiveStream {
         answer.provider_ms = Some(ms(self.started.elapsed()));
         let a = &self.assistant;
         let entry = a.entry(&self.user, &self.task, &answer, Outcome::Ok, self.started);
-        if let Err(e) = a.ledger.record(&entry).await {
+        if let Some(hold) = self.hold.take()
+            && let Err(e) = hold.settle(&entry).await
+        {
             tracing::error!(error = format!("{e:#}"), "cannot record AI usage");
         }
         if let Some(key) = &self.key {
@@ -399,7 +444,9 @@ impl LiveStream {
             Outcome::Failed,
             self.started,
         );
-        if let Err(e) = a.ledger.record(&entry).await {
+        if let Some(hold) = self.hold.take()
+            && let Err(e) = hold.settle(&entry).await
+        {
             tracing::error!(error = format!("{e:#}"), "cannot record AI usage");
         }
         StreamItem::Failed {
@@ -423,14 +470,16 @@ impl Drop for LiveStream {
             Outcome::Cancelled,
             self.started,
         );
-        let ledger = self.assistant.ledger.clone();
         tracing::info!(
             operation = self.task.operation().as_str(),
             "client went away mid-stream; provider request cancelled"
         );
+        let Some(hold) = self.hold.take() else {
+            return;
+        };
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                if let Err(e) = ledger.record(&entry).await {
+                if let Err(e) = hold.settle(&entry).await {
                     tracing::error!(error = format!("{e:#}"), "cannot record AI usage");
                 }
             });

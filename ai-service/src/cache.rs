@@ -3,7 +3,11 @@
 //! replica shares it; otherwise in a bounded in-process cache (moka, least recently used out
 //! first).
 //!
-//! A cache that fails (Redis down) never fails a call: it is logged and counted as a miss.
+//! Answers are scoped per user by default (`AI_CACHE_SCOPE=user`): a hit would otherwise tell
+//! one user that another sent the same prompt. `global` shares them between users.
+//!
+//! A cache that fails (Redis down, at start or later) never fails a call: it is logged, counted
+//! as a miss, and Redis is asked again after a retry interval.
 
 use std::time::Duration;
 
@@ -11,11 +15,11 @@ use anyhow::Context;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use service_runtime::redis_client::RedisClient;
 use sha2::{Digest, Sha256};
 
-use crate::config::CacheConfig;
+use crate::config::{CacheConfig, CacheScope};
 
 /// What is kept: the raw model text, post-processed again on every hit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -30,13 +34,15 @@ pub struct CachedAnswer {
 #[derive(Debug)]
 pub struct PromptCache {
     store: Store,
+    scope: CacheScope,
 }
 
 enum Store {
     Off,
     Memory(Cache<String, CachedAnswer>),
     Redis {
-        conn: ConnectionManager,
+        // Boxed: the client with its locks is much larger than the other stores.
+        redis: Box<RedisClient>,
         prefix: String,
         ttl: Duration,
     },
@@ -53,20 +59,20 @@ impl std::fmt::Debug for Store {
 }
 
 impl PromptCache {
-    /// Connects to Redis when `redis_url` is given, else keeps the cache in memory; a zero TTL,
-    /// or a zero size in memory, turns caching off.
+    /// Uses Redis when `redis_url` is given, else keeps the cache in memory; a zero TTL, or a
+    /// zero size in memory, turns caching off. Fails only on a malformed URL: a Redis that does
+    /// not answer yet is a warning, and calls go on without the cache until it does.
     pub async fn open(config: &CacheConfig, redis_url: Option<&str>) -> anyhow::Result<Self> {
         let store = if config.ttl.is_zero() {
             tracing::info!("prompt cache off (AI_CACHE_TTL_SECS=0)");
             Store::Off
         } else if let Some(url) = redis_url {
-            let client = redis::Client::open(url).context("REDIS_URL is not a Redis URL")?;
-            let conn = ConnectionManager::new(client)
-                .await
-                .context("cannot connect to Redis (REDIS_URL)")?;
-            tracing::info!("prompt cache in Redis");
+            let redis = RedisClient::new(url, config.redis_timeouts, "prompt cache")
+                .context("REDIS_URL is not a Redis URL")?;
+            redis.connect_at_start().await;
+            tracing::info!(scope = config.scope.as_str(), "prompt cache in Redis");
             Store::Redis {
-                conn,
+                redis: Box::new(redis),
                 prefix: config.redis_prefix.clone(),
                 ttl: config.ttl,
             }
@@ -76,6 +82,7 @@ impl PromptCache {
         } else {
             tracing::info!(
                 max_entries = config.max_entries,
+                scope = config.scope.as_str(),
                 "prompt cache in memory (set REDIS_URL to share it between replicas)"
             );
             Store::Memory(
@@ -86,13 +93,30 @@ impl PromptCache {
                     .build(),
             )
         };
-        Ok(Self { store })
+        Ok(Self {
+            store,
+            scope: config.scope,
+        })
     }
 
-    /// The key of a request: a digest, so that prompts never appear in Redis key listings.
-    pub fn key(provider: &str, model: &str, operation: &str, input: &str) -> String {
+    /// The key of `user`'s request: a digest, so that prompts never appear in Redis key
+    /// listings. With the per-user scope the user is part of it, so that nobody is answered
+    /// from another user's entry.
+    pub fn key(
+        &self,
+        user: &str,
+        provider: &str,
+        model: &str,
+        operation: &str,
+        input: &str,
+    ) -> String {
+        let scope = match self.scope {
+            CacheScope::User => user,
+            // Not a possible user id part: an empty scope.
+            CacheScope::Global => "",
+        };
         let mut h = Sha256::new();
-        for part in [provider, model, operation, input] {
+        for part in [scope, provider, model, operation, input] {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part.as_bytes());
         }
@@ -104,15 +128,17 @@ impl PromptCache {
         match &self.store {
             Store::Off => None,
             Store::Memory(cache) => cache.get(key),
-            Store::Redis { conn, prefix, .. } => {
-                let mut conn = conn.clone();
+            Store::Redis { redis, prefix, .. } => {
+                let mut conn = redis.connection().await?;
                 let raw: redis::RedisResult<Option<String>> =
                     conn.get(format!("{prefix}{key}")).await;
                 match raw {
-                    Ok(Some(json)) => serde_json::from_str(&json).ok(),
-                    Ok(None) => None,
+                    Ok(json) => {
+                        redis.answered();
+                        serde_json::from_str(&json?).ok()
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "prompt cache read failed; calling the provider");
+                        redis.failed(&e);
                         None
                     }
                 }
@@ -125,16 +151,19 @@ impl PromptCache {
         match &self.store {
             Store::Off => {}
             Store::Memory(cache) => cache.insert(key.to_string(), answer.clone()),
-            Store::Redis { conn, prefix, ttl } => {
-                let mut conn = conn.clone();
+            Store::Redis { redis, prefix, ttl } => {
+                let Some(mut conn) = redis.connection().await else {
+                    return;
+                };
                 let Ok(json) = serde_json::to_string(answer) else {
                     return;
                 };
                 let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
                 let result: redis::RedisResult<()> =
                     conn.pset_ex(format!("{prefix}{key}"), json, ttl_ms).await;
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "prompt cache write failed");
+                match result {
+                    Ok(()) => redis.answered(),
+                    Err(e) => redis.failed(&e),
                 }
             }
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use service_runtime::config::{ConfigError, listen_addr, optional, parse_optional, parse_or};
 use service_runtime::identity::VerifyingKeys;
+use service_runtime::redis_client::RedisTimeouts;
 use service_runtime::retry;
 
 /// Configuration of ai-service.
@@ -60,6 +61,17 @@ impl Config {
         config.cache.ttl =
             Duration::from_secs(parse_or("AI_CACHE_TTL_SECS", config.cache.ttl.as_secs())?);
         config.cache.max_entries = parse_or("AI_CACHE_MAX_ENTRIES", config.cache.max_entries)?;
+        config.cache.scope = match optional("AI_CACHE_SCOPE").map(|v| v.to_ascii_lowercase()) {
+            None => CacheScope::default(),
+            Some(v) if v == "user" => CacheScope::User,
+            Some(v) if v == "global" => CacheScope::Global,
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "AI_CACHE_SCOPE",
+                    format!("expected user or global, got {v:?}"),
+                ));
+            }
+        };
         config.caller_keys = VerifyingKeys::from_env()?;
         Ok(config)
     }
@@ -273,6 +285,11 @@ pub struct CacheConfig {
     pub max_entries: usize,
     /// Prefix of Redis keys, so that several deployments can share one Redis.
     pub redis_prefix: String,
+    /// Whose requests share answers (`AI_CACHE_SCOPE`, default `user`).
+    pub scope: CacheScope,
+    /// Waits on Redis: connect and response timeouts (1 s each, like the gateway's limiter),
+    /// and how long to go without Redis after it failed (5 s).
+    pub redis_timeouts: RedisTimeouts,
 }
 
 impl Default for CacheConfig {
@@ -281,6 +298,29 @@ impl Default for CacheConfig {
             ttl: Duration::from_secs(3600),
             max_entries: 1000,
             redis_prefix: "autocrea:ai:cache:v1:".to_string(),
+            scope: CacheScope::default(),
+            redis_timeouts: RedisTimeouts::default(),
+        }
+    }
+}
+
+/// Whose requests the prompt cache answers from one entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CacheScope {
+    /// Each user's own requests only: nobody learns from a hit that another user sent the same
+    /// prompt.
+    #[default]
+    User,
+    /// Every user's: more hits, but a hit shows that someone asked the same before.
+    Global,
+}
+
+impl CacheScope {
+    /// Name in `AI_CACHE_SCOPE` and the logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Global => "global",
         }
     }
 }

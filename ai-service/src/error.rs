@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use service_runtime::invalid::Violations;
+use tonic::Status;
 use tonic::metadata::MetadataValue;
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 /// Result of ai-service operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -21,8 +21,8 @@ pub const RETRY_AFTER: &str = "retry-after";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The request is invalid; one violation per field, with camelCase field names.
-    #[error("invalid request: {}", summary(.0))]
-    Invalid(Vec<FieldViolation>),
+    #[error(transparent)]
+    Invalid(Violations),
     /// No provider is configured.
     #[error(
         "no AI provider is configured: set AI_PROVIDER=anthropic with ANTHROPIC_API_KEY, or \
@@ -30,16 +30,25 @@ pub enum Error {
          and optionally AI_MODEL"
     )]
     NotConfigured,
-    /// The caller's monthly token budget is used up.
+    /// The caller's monthly token budget cannot cover the most this call may cost.
     #[error(
-        "monthly AI token budget used up: {used} of {budget} tokens spent this month; it resets \
-         at {resets_at}"
+        "monthly AI token budget used up: {used} of {budget} tokens spent this month and {held} \
+         held by calls in progress, and this call may use up to {needed}; {}",
+        if used.saturating_add(*needed) <= *budget {
+            "try again when the calls in progress end".to_string()
+        } else {
+            format!("the budget resets at {resets_at}")
+        }
     )]
     BudgetExhausted {
         /// Tokens allowed per month.
         budget: u64,
         /// Tokens spent this month.
         used: u64,
+        /// Tokens held by the user's calls in progress.
+        held: u64,
+        /// The most this call may cost (prompt bound plus output cap).
+        needed: u64,
         /// RFC 3339 time of the reset.
         resets_at: String,
         /// Time until then.
@@ -84,18 +93,12 @@ pub enum Error {
     Internal(#[from] anyhow::Error),
 }
 
-fn summary(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 impl Error {
     /// An invalid-argument error for one field.
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self::Invalid(vec![FieldViolation::new(field, description)])
+        let mut violations = Violations::new();
+        violations.push(field, description);
+        Self::Invalid(violations)
     }
 
     /// The `kind` vocabulary shared by `x-upstream-error` and stream error events.
@@ -133,11 +136,7 @@ impl From<Error> for Status {
         let message = error.to_string();
         let kind = error.kind();
         match error {
-            Error::Invalid(violations) => Status::with_error_details(
-                Code::InvalidArgument,
-                message,
-                ErrorDetails::with_bad_request(violations),
-            ),
+            Error::Invalid(violations) => violations.into(),
             Error::NotConfigured => with_meta(Status::failed_precondition(message), AI_ERROR, kind),
             Error::BudgetExhausted { retry_after, .. } => {
                 let status = with_meta(Status::resource_exhausted(message), AI_ERROR, kind);

@@ -28,7 +28,7 @@ pub mod service;
 pub mod task;
 
 pub use config::{
-    CacheConfig, Config, Limits, ProviderConfig, ProviderKind, RetryPolicy, Timeouts,
+    CacheConfig, CacheScope, Config, Limits, ProviderConfig, ProviderKind, RetryPolicy, Timeouts,
 };
 pub use error::{Error, Result};
 
@@ -40,10 +40,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Checked first: a service never serves without a key to check its callers with.
     let verifier = CallerVerifier::required(config.caller_keys.as_ref(), audience::AI)?;
-    let db = Database::connect(config.database_url.expose_secret(), 10).await?;
-    service_runtime::metrics::observe_pool("ai", db.pool.clone());
-    metrics::init();
-    let ledger = ledger::UsageLedger::open(db).await?;
+    let db = Database::open("ai", &config.database_url, 10, &ledger::MIGRATIONS).await?;
+    let ledger = ledger::UsageLedger::new(db);
     let cache = cache::PromptCache::open(
         &config.cache,
         config.redis_url.as_ref().map(|u| u.expose_secret()),
@@ -52,9 +50,11 @@ pub async fn run(
     let provider = match config.provider {
         Some(p) => {
             tracing::info!(provider = p.kind.as_str(), model = %p.model, "AI provider configured");
+            metrics::init(Some((p.kind.as_str(), &p.model)));
             Some(provider::ProviderClient::new(p).context("building the AI provider client")?)
         }
         None => {
+            metrics::init(None);
             tracing::warn!(
                 "no AI provider configured: AI calls answer FAILED_PRECONDITION until \
                  AI_PROVIDER and its key are set"

@@ -10,7 +10,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use service_runtime::metrics::{latency_family, register};
 
-use crate::ledger::UsageEntry;
+use crate::ledger::{Outcome, UsageEntry};
+use crate::task::Operation;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
@@ -75,9 +76,44 @@ static METRICS: LazyLock<AiMetrics> = LazyLock::new(|| {
     m
 });
 
-/// Registers the metrics so they show before the first call.
-pub fn init() {
-    LazyLock::force(&METRICS);
+/// Registers the metrics with their series at zero, so that alerts and dashboards see them (and
+/// rates start) before the first call: every operation's calls, and with a configured `provider`
+/// (its name and model) its latency, errors and tokens.
+pub fn init(provider: Option<(&'static str, &str)>) {
+    let m = &*METRICS;
+    for operation in Operation::ALL {
+        let operation = operation.as_str();
+        for outcome in [Outcome::Ok, Outcome::Failed, Outcome::Cancelled] {
+            for cached in ["true", "false"] {
+                let _ = m.calls.get_or_create(&CallLabels {
+                    operation,
+                    outcome: outcome.as_str(),
+                    cached,
+                });
+            }
+        }
+        if let Some((_, model)) = provider {
+            for direction in ["input", "output"] {
+                let _ = m.tokens.get_or_create(&TokenLabels {
+                    operation,
+                    model: model.to_string(),
+                    direction,
+                });
+            }
+        }
+    }
+    if let Some((provider, _)) = provider {
+        for outcome in ["ok", "error"] {
+            let _ = m
+                .provider_duration
+                .get_or_create(&ProviderLabels { provider, outcome });
+        }
+        for kind in ["transient", "permanent"] {
+            let _ = m
+                .provider_errors
+                .get_or_create(&ProviderErrorLabels { provider, kind });
+        }
+    }
 }
 
 /// Counts a ledger row: the call and its tokens.

@@ -3,7 +3,7 @@
 
 use autocrea_proto::ai::v1 as pb;
 use serde_json::json;
-use tonic_types::FieldViolation;
+use service_runtime::invalid::Violations;
 
 use crate::code::fence_for;
 use crate::config::Limits;
@@ -29,6 +29,16 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Every operation.
+    pub const ALL: [Self; 6] = [
+        Self::Generate,
+        Self::Explain,
+        Self::Fix,
+        Self::Refactor,
+        Self::Complete,
+        Self::Chat,
+    ];
+
     /// Name in the usage ledger and the API.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -142,20 +152,19 @@ pub enum Task {
 /// Collects every violation of a request, so that one answer lists all there is to fix.
 struct Checker<'a> {
     limits: &'a Limits,
-    violations: Vec<FieldViolation>,
+    violations: Violations,
 }
 
 impl<'a> Checker<'a> {
     fn new(limits: &'a Limits) -> Self {
         Self {
             limits,
-            violations: Vec::new(),
+            violations: Violations::new(),
         }
     }
 
     fn violation(&mut self, field: &str, description: String) {
-        self.violations
-            .push(FieldViolation::new(field, description));
+        self.violations.push(field, description);
     }
 
     /// Normalized `value` (CRLF to LF), checked for presence and length. The length is that of
@@ -200,11 +209,7 @@ impl<'a> Checker<'a> {
     }
 
     fn finish<T>(self, value: T) -> Result<T> {
-        if self.violations.is_empty() {
-            Ok(value)
-        } else {
-            Err(Error::Invalid(self.violations))
-        }
+        self.violations.into_result(value).map_err(Error::Invalid)
     }
 }
 
@@ -535,7 +540,7 @@ mod tests {
         let Err(Error::Invalid(v)) = Task::chat(&request, &Limits::default()) else {
             panic!("expected invalid");
         };
-        let fields: Vec<_> = v.iter().map(|v| v.field.as_str()).collect();
+        let fields: Vec<_> = v.0.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(
             fields,
             ["messages[0].role", "messages[0].content", "projectId"]

@@ -37,8 +37,7 @@ use crate::providers::Providers;
 use crate::service::DeployApi;
 use crate::store::DeploymentStore;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static MIGRATIONS: service_runtime::db::Migrations = service_runtime::migrations!();
 
 /// Connects to the database, runs the migrations, starts the deployment poller and serves
 /// deploy-service plus `grpc.health.v1` on `listener` until `shutdown` resolves; then stops the
@@ -50,15 +49,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Checked first: a service never serves without a key to check its callers with.
     let verifier = CallerVerifier::required(config.caller_keys.as_ref(), audience::DEPLOY)?;
-    let db = Database::connect(
-        secrecy::ExposeSecret::expose_secret(&config.database_url),
+    let db = Database::open(
+        "deploy",
+        &config.database_url,
         config.db_max_connections,
+        &MIGRATIONS,
     )
     .await?;
-    service_runtime::metrics::observe_pool("deploy", db.pool.clone());
     metrics::init();
-    db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
-    tracing::info!(backend = ?db.backend, replica = %config.replica_id, "deploy database ready");
 
     let engine = Arc::new(DeployEngine::new(
         DeploymentStore::new(db),

@@ -26,9 +26,17 @@ static DEPLOYMENTS: LazyLock<Family<StateLabels, Counter>> = LazyLock::new(|| {
     family
 });
 
-/// Registers the metrics so they show before the first deployment.
+/// Registers the metrics, every provider's and state's count at zero, so that they show (and
+/// rates over them start) before the first deployment.
 pub fn init() {
-    LazyLock::force(&DEPLOYMENTS);
+    for provider in Provider::ALL {
+        for state in State::ALL {
+            let _ = DEPLOYMENTS.get_or_create(&StateLabels {
+                provider: provider.as_str(),
+                state: state.as_str(),
+            });
+        }
+    }
 }
 
 /// Counts a deployment of `provider` entering `state`.

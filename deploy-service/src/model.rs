@@ -18,6 +18,9 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// Every provider.
+    pub const ALL: [Self; 3] = [Self::Vercel, Self::Netlify, Self::Railway];
+
     /// Parses the wire name (`vercel`, `netlify`, `railway`; any case).
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         match raw.trim().to_ascii_lowercase().as_str() {
@@ -109,6 +112,16 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the order a deployment can pass them.
+    pub const ALL: [Self; 6] = [
+        Self::Queued,
+        Self::Uploading,
+        Self::Building,
+        Self::Ready,
+        Self::Error,
+        Self::Canceled,
+    ];
+
     /// States the poller works on.
     pub const ACTIVE: [State; 3] = [State::Queued, State::Uploading, State::Building];
 

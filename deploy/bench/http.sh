@@ -17,26 +17,20 @@ THREADS=${THREADS:-2}
 GATEWAY_PORT=${GATEWAY_PORT:-18080}
 PROJECT_PORT=${PROJECT_PORT:-18053}
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+log() { echo "http: $*" >&2; }
+# shellcheck source=deploy/bench/common.sh
+source deploy/bench/common.sh
+command -v wrk >/dev/null || apt_install wrk
 cargo build --release -q -p gateway -p project-service
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 RUST_LOG=warn PROJECT_LISTEN_ADDR=127.0.0.1:$PROJECT_PORT DATABASE_URL="sqlite://$work/project.db?mode=rwc" \
     target/release/project-service >"$work/project.log" 2>&1 &
-pids+=($!)
+pid[project]=$!
 RUST_LOG=warn GATEWAY_LISTEN_ADDR=127.0.0.1:$GATEWAY_PORT PROJECT_SERVICE_URL=http://127.0.0.1:$PROJECT_PORT \
     AUTH_HS256_SECRET=$secret RATE_LIMIT_ENABLED=false GATEWAY_WORKERS=${GATEWAY_WORKERS:-2} \
     target/release/gateway >"$work/gateway.log" 2>&1 &
-pids+=($!)
+pid[gateway]=$!
 
 for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$GATEWAY_PORT/health" >/dev/null && break

@@ -49,7 +49,8 @@ BENCH_USER=bench-user
 LOAD=target/release/examples/load
 
 log() { echo "load: $*" >&2; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=deploy/bench/common.sh
+source deploy/bench/common.sh
 
 started=$SECONDS
 load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -60,8 +61,7 @@ command -v wrk >/dev/null || missing+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]} from Debian's packages"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt_install "${missing[@]}"
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
@@ -77,15 +77,6 @@ if [ "$REDIS" = 1 ]; then
     redis_url=$TEST_REDIS_URL
 fi
 
-work=$(mktemp -d)
-declare -A pid=()
-cleanup() {
-    local p
-    for p in "${pid[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 # start NAME VAR=VALUE... COMMAND...: runs COMMAND with the variables, logs under $work.
 start() {

@@ -17,6 +17,9 @@ SANDBOX_PORT=${SANDBOX_PORT:-18454}
 POOL=$((RUNS + 1))
 PROFILE=${PROFILE:-release}
 
+# shellcheck source=deploy/bench/common.sh
+source deploy/bench/common.sh
+
 bash deploy/sandbox/build-images.sh
 if [ "$PROFILE" = release ]; then
     cargo build --release -q -p sandbox-service -p gateway --bin sandbox-service --bin gateway --example bench
@@ -25,23 +28,6 @@ else
 fi
 bin=target/$PROFILE
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-machine() {
-    echo "nproc: $(nproc)"
-    echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-    echo "kernel: $(uname -r)"
-    echo "docker: $(docker version -f '{{.Server.Version}}') ($(docker info -f '{{.Driver}}, cgroup v{{.CgroupVersion}}' 2>/dev/null))"
-    echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-    free -h | sed -n 1,2p
-}
 before=$(machine)
 
 # Paths measured inside the example's own process (it starts sandbox-service in-process).
@@ -54,12 +40,12 @@ RUST_LOG=warn METRICS_LISTEN_ADDR=off SANDBOX_LISTEN_ADDR=127.0.0.1:$SANDBOX_POR
     SANDBOX_INSTANCE=bench-gateway SANDBOX_POOL_SIZE=0 \
     SANDBOX_POOL_SIZES="python=$POOL,javascript=$POOL" SANDBOX_MAX_CONCURRENT_RUNS=8 \
     "$bin/sandbox-service" >"$work/sandbox.log" 2>&1 &
-pids+=($!)
+pid[sandbox]=$!
 RUST_LOG=warn GATEWAY_LISTEN_ADDR=127.0.0.1:$GATEWAY_PORT SANDBOX_SERVICE_URL=http://127.0.0.1:$SANDBOX_PORT \
     AUTH_HS256_SECRET=$secret RATE_LIMIT_ENABLED=false GATEWAY_WORKERS=2 \
     DATABASE_URL="sqlite://$work/gateway.db?mode=rwc" \
     "$bin/gateway" >"$work/gateway.log" 2>&1 &
-pids+=($!)
+pid[gateway]=$!
 for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$GATEWAY_PORT/health" >/dev/null && break
     sleep 0.1

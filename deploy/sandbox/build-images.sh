@@ -24,9 +24,10 @@ LOCAL_BASE="autocrea/sandbox-base:${SUITE}"
 
 log() { echo "build-images: $*" >&2; }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
+# shellcheck source=deploy/scripts/debian.sh
+source "$HERE/../scripts/debian.sh"
+APT_SOURCES=${SANDBOX_APT_SOURCES:-${APT_SOURCES:-}}
+DEBIAN_SUITE=$SUITE
 
 CONTENT=$(cd "$HERE" && cat Dockerfile supervisor.py runner.js stats | sha256sum | cut -c1-16)
 if [ "${FORCE:-0}" != 1 ] \
@@ -35,52 +36,13 @@ if [ "${FORCE:-0}" != 1 ] \
     exit 0
 fi
 
-host_apt_sources() {
-    if [ -n "${SANDBOX_APT_SOURCES:-}" ]; then
-        echo "$SANDBOX_APT_SOURCES"
-        return
-    fi
-    local f
-    for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do
-        if [ -s "$f" ] && grep -Eq '^[[:space:]]*(deb|Types:|URIs:)' "$f"; then
-            echo "$f"
-            return
-        fi
-    done
-    log "no apt sources found on this host; set SANDBOX_APT_SOURCES or SANDBOX_BASE_IMAGE"
-    exit 1
-}
-
 # The base image without a registry: a minimal Debian root filesystem with the interpreters.
 build_local_base() {
     if [ "${FORCE:-0}" != 1 ] && docker image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
         log "base $LOCAL_BASE already present"
         return
     fi
-    if ! command -v mmdebstrap >/dev/null; then
-        log "installing mmdebstrap"
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
-    fi
-    local sources work
-    sources=$(host_apt_sources)
-    work=$(mktemp -d)
-    trap 'rm -rf "$work"' RETURN
-    log "creating $LOCAL_BASE with mmdebstrap from $sources (a few minutes)"
-    # Docs, man pages and locales are of no use to a sandbox and make the image larger.
-    # shellcheck disable=SC2016 # the hook's $1 is the chroot, expanded by mmdebstrap
-    as_root mmdebstrap --variant=minbase --include=python3,nodejs \
-        --dpkgopt='path-exclude=/usr/share/doc/*' \
-        --dpkgopt='path-exclude=/usr/share/man/*' \
-        --dpkgopt='path-exclude=/usr/share/locale/*' \
-        --dpkgopt='path-include=/usr/share/locale/locale.alias' \
-        --aptopt='APT::Install-Recommends "false"' \
-        --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
-        "$SUITE" "$work/rootfs.tar" "$sources"
-    docker import \
-        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        --change 'CMD ["bash"]' \
-        "$work/rootfs.tar" "$LOCAL_BASE" >/dev/null
+    debian_image "$LOCAL_BASE" python3,nodejs "" --change 'CMD ["bash"]'
 }
 
 if [ -n "${SANDBOX_BASE_IMAGE:-}" ]; then

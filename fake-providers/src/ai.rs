@@ -63,6 +63,8 @@ pub struct Seen {
 struct State {
     script: Mutex<VecDeque<Reply>>,
     text: Mutex<String>,
+    /// Input and output tokens reported instead of the constants above.
+    usage: Mutex<Option<(u64, u64)>>,
     seen: Mutex<Vec<Seen>>,
     hangups: AtomicUsize,
     hangup: Notify,
@@ -117,6 +119,12 @@ impl FakeProvider {
     /// Text of later answers.
     pub fn set_text(&self, text: &str) {
         *self.state.text.lock().unwrap() = text.to_string();
+    }
+
+    /// Usage reported by later answers: `input` prompt tokens (none from a provider cache) and
+    /// `output` generated tokens, instead of the constants above.
+    pub fn set_usage(&self, input: u64, output: u64) {
+        *self.state.usage.lock().unwrap() = Some((input, output));
     }
 
     /// Requests received so far.
@@ -245,8 +253,57 @@ fn pieces(text: &str) -> Vec<String> {
     chars.chunks(size).map(|c| c.iter().collect()).collect()
 }
 
-fn anthropic_events(text: &str) -> (Vec<String>, Vec<String>) {
-    let start = json!({"type":"message_start","message":{"id":"msg_fake","type":"message","role":"assistant","model":ANTHROPIC_MODEL,"content":[],"stop_reason":null,"usage":{"input_tokens":11,"output_tokens":1,"cache_creation_input_tokens":2,"cache_read_input_tokens":3}}});
+/// Tokens one answer reports, in the shape of both wires.
+#[derive(Clone, Copy)]
+struct Bill {
+    /// Prompt tokens neither written to nor read from the provider's cache.
+    plain: u64,
+    cache_write: u64,
+    cache_read: u64,
+    output: u64,
+}
+
+impl Bill {
+    fn of(wire: Wire, usage: Option<(u64, u64)>) -> Self {
+        match (usage, wire) {
+            (Some((input, output)), _) => Self {
+                plain: input,
+                cache_write: 0,
+                cache_read: 0,
+                output,
+            },
+            (None, Wire::Anthropic) => Self {
+                plain: 11,
+                cache_write: 2,
+                cache_read: 3,
+                output: ANTHROPIC_OUTPUT,
+            },
+            // OpenAI counts cached tokens inside prompt_tokens.
+            (None, Wire::OpenAi) => Self {
+                plain: OPENAI_INPUT - 4,
+                cache_write: 0,
+                cache_read: 4,
+                output: OPENAI_OUTPUT,
+            },
+        }
+    }
+
+    fn anthropic_usage(self, output: u64) -> Value {
+        json!({"input_tokens": self.plain, "output_tokens": output,
+               "cache_creation_input_tokens": self.cache_write,
+               "cache_read_input_tokens": self.cache_read})
+    }
+
+    fn openai_usage(self) -> Value {
+        let prompt = self.plain + self.cache_read;
+        json!({"prompt_tokens": prompt, "completion_tokens": self.output,
+               "total_tokens": prompt + self.output,
+               "prompt_tokens_details": {"cached_tokens": self.cache_read}})
+    }
+}
+
+fn anthropic_events(text: &str, bill: Bill) -> (Vec<String>, Vec<String>) {
+    let start = json!({"type":"message_start","message":{"id":"msg_fake","type":"message","role":"assistant","model":ANTHROPIC_MODEL,"content":[],"stop_reason":null,"usage":bill.anthropic_usage(1)}});
     let mut head = vec![
         sse(Some("message_start"), &start),
         sse(
@@ -268,14 +325,14 @@ fn anthropic_events(text: &str) -> (Vec<String>, Vec<String>) {
         ),
         sse(
             Some("message_delta"),
-            &json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":ANTHROPIC_OUTPUT}}),
+            &json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":bill.output}}),
         ),
         sse(Some("message_stop"), &json!({"type":"message_stop"})),
     ];
     (head, tail)
 }
 
-fn openai_events(text: &str, include_usage: bool) -> (Vec<String>, Vec<String>) {
+fn openai_events(text: &str, include_usage: bool, bill: Bill) -> (Vec<String>, Vec<String>) {
     let chunk = |delta: Value, finish: Value| json!({"id":"chatcmpl-fake","object":"chat.completion.chunk","created":1,"model":OPENAI_MODEL,"choices":[{"index":0,"delta":delta,"finish_reason":finish}]});
     let mut head = vec![sse(
         None,
@@ -286,7 +343,7 @@ fn openai_events(text: &str, include_usage: bool) -> (Vec<String>, Vec<String>) 
     }
     let mut tail = vec![sse(None, &chunk(json!({}), json!("stop")))];
     if include_usage {
-        tail.push(sse(None, &json!({"id":"chatcmpl-fake","object":"chat.completion.chunk","created":1,"model":OPENAI_MODEL,"choices":[],"usage":{"prompt_tokens":OPENAI_INPUT,"completion_tokens":OPENAI_OUTPUT,"total_tokens":OPENAI_INPUT+OPENAI_OUTPUT,"prompt_tokens_details":{"cached_tokens":4}}})));
+        tail.push(sse(None, &json!({"id":"chatcmpl-fake","object":"chat.completion.chunk","created":1,"model":OPENAI_MODEL,"choices":[],"usage":bill.openai_usage()})));
     }
     tail.push("data: [DONE]\n\n".to_string());
     (head, tail)
@@ -360,9 +417,10 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) -> std::io::Result<()> 
     let stream = seen.body["stream"] == json!(true);
     let include_usage = seen.body["stream_options"]["include_usage"] == json!(true);
     let text = state.text.lock().unwrap().clone();
+    let bill = Bill::of(wire, *state.usage.lock().unwrap());
     let (head, tail) = match wire {
-        Wire::Anthropic => anthropic_events(&text),
-        Wire::OpenAi => openai_events(&text, include_usage),
+        Wire::Anthropic => anthropic_events(&text, bill),
+        Wire::OpenAi => openai_events(&text, include_usage, bill),
     };
     let overloaded = match wire {
         Wire::Anthropic => sse(
@@ -386,17 +444,14 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) -> std::io::Result<()> 
                     "model": ANTHROPIC_MODEL,
                     "content": [{"type": "text", "text": text}],
                     "stop_reason": "end_turn", "stop_sequence": null,
-                    "usage": {"input_tokens": 11, "output_tokens": ANTHROPIC_OUTPUT,
-                              "cache_creation_input_tokens": 2, "cache_read_input_tokens": 3}
+                    "usage": bill.anthropic_usage(bill.output)
                 }),
                 Wire::OpenAi => json!({
                     "id": "chatcmpl-fake", "object": "chat.completion", "created": 1,
                     "model": OPENAI_MODEL,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                  "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": OPENAI_INPUT, "completion_tokens": OPENAI_OUTPUT,
-                              "total_tokens": OPENAI_INPUT + OPENAI_OUTPUT,
-                              "prompt_tokens_details": {"cached_tokens": 4}}
+                    "usage": bill.openai_usage()
                 }),
             };
             write_json(&mut socket, 200, &[], &body).await

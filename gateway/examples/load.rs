@@ -272,7 +272,7 @@ fn http(flags: &HashMap<String, String>) -> anyhow::Result<()> {
     let load = Load::from_flags(flags)?;
     let warmup: u64 = flag_or(flags, "warmup", 1)?;
     let rt = runtime()?;
-    let client = reqwest::Client::builder()
+    let client = service_runtime::tls::http_client()
         .pool_max_idle_per_host(4096)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(30))

@@ -52,13 +52,17 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Builds the verifier from configuration.
-    pub fn new(config: &AuthConfig, http: reqwest::Client) -> Self {
-        Self {
-            hs256: config
-                .hs256_secret
-                .as_ref()
-                .map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes())),
+    /// Builds the verifier from configuration; fails when the HS256 secret is not a usable
+    /// HMAC key (an empty one: configuration validation refuses short secrets first).
+    pub fn new(config: &AuthConfig, http: reqwest::Client) -> anyhow::Result<Self> {
+        let hs256 = config
+            .hs256_secret
+            .as_ref()
+            .map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes()))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("AUTH_HS256_SECRET is not a usable HMAC key: {e}"))?;
+        Ok(Self {
+            hs256,
             jwks: config.jwks_url.as_ref().map(|url| {
                 Arc::new(JwksCache {
                     url: url.clone(),
@@ -74,7 +78,7 @@ impl Authenticator {
             audience: config.audience.clone(),
             authorized_parties: config.authorized_parties.clone(),
             leeway: config.leeway,
-        }
+        })
     }
 
     /// The credential of a request: the `Authorization` header's bearer token, else Clerk's
@@ -389,6 +393,6 @@ pub fn issue_dev_token(secret: &str, user_id: &str, ttl: Duration) -> anyhow::Re
     Ok(jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
+        &EncodingKey::from_secret(secret.as_bytes())?,
     )?)
 }

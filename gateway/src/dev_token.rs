@@ -72,7 +72,7 @@ mod tests {
         validation.set_required_spec_claims(&["exp", "sub"]);
         let claims = jsonwebtoken::decode::<serde_json::Value>(
             &token,
-            &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
+            &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()).unwrap(),
             &validation,
         )
         .unwrap()

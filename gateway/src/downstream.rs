@@ -41,7 +41,7 @@ pub struct Downstreams {
     pub deploy: DeployServiceClient<SignedChannel>,
     /// sandbox-service.
     pub sandbox: SandboxServiceClient<SignedChannel>,
-    health: Vec<(&'static str, HealthClient<Channel>)>,
+    health: Vec<HealthCheck>,
 }
 
 /// How one downstream answered its health check.
@@ -51,10 +51,29 @@ pub struct ServiceHealth {
     pub name: &'static str,
     /// Whether it answered SERVING.
     pub ready: bool,
+    /// `ready`; `degraded` (it answers but reports that it cannot do its work, e.g. sandbox-service
+    /// without a Docker engine or runtime image: its routes answer 503 with the reason, the rest
+    /// of the platform works); or `unavailable` (no answer).
+    pub state: ServiceState,
     /// Why not, when not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+/// What a downstream's health check says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    /// SERVING.
+    Ready,
+    /// Answers, but reports NOT_SERVING for its API.
+    Degraded,
+    /// Does not answer.
+    Unavailable,
+}
+
+/// Each downstream: its name, the gRPC service whose health it reports, and its health client.
+type HealthCheck = (&'static str, &'static str, HealthClient<Channel>);
 
 impl Downstreams {
     /// Clients for `urls`; nothing connects until the first call.
@@ -85,10 +104,26 @@ impl Downstreams {
             at_least(SANDBOX_CALL_FLOOR),
         )?;
         let health = vec![
-            ("project-service", HealthClient::new(project.clone())),
-            ("ai-service", HealthClient::new(ai.clone())),
-            ("deploy-service", HealthClient::new(deploy.clone())),
-            ("sandbox-service", HealthClient::new(sandbox.clone())),
+            (
+                "project-service",
+                "autocrea.project.v1.ProjectService",
+                HealthClient::new(project.clone()),
+            ),
+            (
+                "ai-service",
+                "autocrea.ai.v1.AiService",
+                HealthClient::new(ai.clone()),
+            ),
+            (
+                "deploy-service",
+                "autocrea.deploy.v1.DeployService",
+                HealthClient::new(deploy.clone()),
+            ),
+            (
+                "sandbox-service",
+                "autocrea.sandbox.v1.SandboxService",
+                HealthClient::new(sandbox.clone()),
+            ),
         ];
         let signed = |channel: Channel, service: &'static str| {
             SignedChannel::new(
@@ -114,31 +149,57 @@ impl Downstreams {
         })
     }
 
-    /// Asks every service's `grpc.health.v1` at once, each bounded by `timeout`.
+    /// Asks every service's `grpc.health.v1` about its API at once, each bounded by `timeout`.
     pub async fn readiness(&self, timeout: Duration) -> Vec<ServiceHealth> {
-        let checks = self.health.iter().map(|(name, client)| {
+        let checks = self.health.iter().map(|(name, service, client)| {
             let mut client = client.clone();
             async move {
                 let request = tonic::Request::new(HealthCheckRequest {
-                    service: String::new(),
+                    service: (*service).to_string(),
                 });
                 let outcome = tokio::time::timeout(timeout, client.check(request)).await;
-                let reason = match outcome {
-                    Err(_) => Some(format!("no answer within {} ms", timeout.as_millis())),
-                    Ok(Err(status)) => Some(format!("unreachable ({})", status.code())),
+                let (state, reason) = match outcome {
+                    Err(_) => (
+                        ServiceState::Unavailable,
+                        Some(format!("no answer within {} ms", timeout.as_millis())),
+                    ),
+                    Ok(Err(status)) => (
+                        ServiceState::Unavailable,
+                        Some(format!("unreachable ({})", status.code())),
+                    ),
                     Ok(Ok(response)) => match response.into_inner().status() {
-                        ServingStatus::Serving => None,
-                        other => Some(format!("reports {}", other.as_str_name())),
+                        ServingStatus::Serving => (ServiceState::Ready, None),
+                        other => (
+                            ServiceState::Degraded,
+                            Some(format!(
+                                "answers but reports {}: {}",
+                                other.as_str_name(),
+                                degraded_hint(name)
+                            )),
+                        ),
                     },
                 };
                 ServiceHealth {
                     name,
-                    ready: reason.is_none(),
+                    ready: state == ServiceState::Ready,
+                    state,
                     reason,
                 }
             }
         });
         futures::future::join_all(checks).await
+    }
+}
+
+/// What a service that answers but reports NOT_SERVING cannot do, for operators.
+fn degraded_hint(name: &str) -> &'static str {
+    match name {
+        "sandbox-service" => {
+            "its Docker engine or runtime image is unavailable, so code cannot run (its log and \
+             the 503 of /api/sandbox/execute say which; deploy/sandbox/build-images.sh builds the \
+             image)"
+        }
+        _ => "its API is switched off; its log says why",
     }
 }
 

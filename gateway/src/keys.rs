@@ -28,8 +28,7 @@ const SECRET_CHARS: usize = 43;
 /// How often `last_used_at` is written at most, per key.
 const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static MIGRATIONS: service_runtime::db::Migrations = service_runtime::migrations!();
 
 /// A stored key, without its secret.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -80,10 +79,11 @@ fn hash(key: &str) -> String {
 
 impl ApiKeyStore {
     /// Connects and runs the gateway's migrations.
-    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
-        let db = Database::connect(url, max_connections).await?;
-        db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
-        service_runtime::metrics::observe_pool("gateway", db.pool.clone());
+    pub async fn connect(
+        url: &secrecy::SecretString,
+        max_connections: u32,
+    ) -> anyhow::Result<Self> {
+        let db = Database::open("gateway", url, max_connections, &MIGRATIONS).await?;
         Ok(Self {
             db,
             unknown: Arc::default(),

@@ -475,6 +475,7 @@ impl RedisLimiter {
     fn answered(&self) {
         let mut retry_at = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
         if retry_at.take().is_some() {
+            crate::metrics::set_limiter_redis_available(true);
             tracing::info!("Redis rate limiter answers again; budgets are shared again");
         }
     }
@@ -482,6 +483,7 @@ impl RedisLimiter {
     fn failed(&self, error: &redis::RedisError, mode: RedisFailureMode) {
         let mut retry_at = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
         if retry_at.is_none() {
+            crate::metrics::set_limiter_redis_available(false);
             match mode {
                 RedisFailureMode::Open => tracing::warn!(
                     error = %error,

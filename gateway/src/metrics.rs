@@ -31,6 +31,7 @@ struct HttpMetrics {
     in_flight: Gauge,
     rejections: Family<GroupLabels, Counter>,
     key_lookups: Counter,
+    limiter_without_redis: Gauge,
 }
 
 static METRICS: LazyLock<HttpMetrics> = LazyLock::new(|| {
@@ -40,6 +41,7 @@ static METRICS: LazyLock<HttpMetrics> = LazyLock::new(|| {
         in_flight: Gauge::default(),
         rejections: Family::default(),
         key_lookups: Counter::default(),
+        limiter_without_redis: Gauge::default(),
     };
     register(
         "api_key_lookups",
@@ -67,8 +69,19 @@ static METRICS: LazyLock<HttpMetrics> = LazyLock::new(|| {
         "Requests refused with 429 by the gateway's rate limiter, by route group",
         metrics.rejections.clone(),
     );
+    register(
+        "rate_limit_redis_unavailable",
+        "1 while the shared (Redis) rate limiter does not answer and the gateway limits per \
+         replica or refuses (RATE_LIMIT_REDIS_FAILURE), 0 otherwise",
+        metrics.limiter_without_redis.clone(),
+    );
     metrics
 });
+
+/// Whether the shared rate limiter's Redis answers (`false` from a failed call until one answers).
+pub fn set_limiter_redis_available(available: bool) {
+    METRICS.limiter_without_redis.set(i64::from(!available));
+}
 
 /// Counts one API key lookup in the database.
 pub fn record_key_lookup() {

@@ -32,19 +32,15 @@ impl AppState {
     /// Builds the state: opens the key database (running its migrations); services are
     /// connected on first use.
     pub async fn new(config: Config) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = service_runtime::tls::http_client()
             .connect_timeout(std::time::Duration::from_secs(3))
             .build()?;
         Ok(Self {
-            auth: Authenticator::new(&config.auth, http),
+            auth: Authenticator::new(&config.auth, http)?,
             limiter: RateLimiter::new(&config.limits)?,
             downstream: Downstreams::new(&config.services, config.grpc, signer(&config)?)?,
             streams: crate::sse::OpenStreams::new(config.streams.clone()),
-            keys: ApiKeyStore::connect(
-                secrecy::ExposeSecret::expose_secret(&config.database_url),
-                config.db_max_connections,
-            )
-            .await?,
+            keys: ApiKeyStore::connect(&config.database_url, config.db_max_connections).await?,
             client_ip: ClientIpResolver::new(
                 config.edge.trusted_proxies.clone(),
                 config.edge.forwarded_header,

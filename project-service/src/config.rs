@@ -12,6 +12,10 @@ pub const DEFAULT_MAX_FILE_BYTES: u64 = 2 * 1024 * 1024;
 pub const DEFAULT_MAX_PROJECT_BYTES: u64 = 50 * 1024 * 1024;
 /// Default largest number of files in one project.
 pub const DEFAULT_MAX_FILES: u64 = 1000;
+/// Default largest number of projects of one user.
+pub const DEFAULT_MAX_PROJECTS_PER_USER: u64 = 1000;
+/// Default largest sum of file sizes over all projects of one user: 1 GiB.
+pub const DEFAULT_MAX_USER_BYTES: u64 = 1024 * 1024 * 1024;
 /// Default size of the database connection pool.
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 10;
 /// The largest `max_file_bytes` allowed: one PutFile message must carry the content plus the
@@ -34,6 +38,11 @@ pub struct Config {
     pub max_project_bytes: u64,
     /// Largest number of files in one project (`PROJECT_MAX_FILES`, default 1000).
     pub max_files: u64,
+    /// Largest number of projects of one user (`PROJECT_MAX_PROJECTS_PER_USER`, default 1000).
+    pub max_projects_per_user: u64,
+    /// Largest sum of file sizes over all projects of one user (`PROJECT_MAX_USER_BYTES`,
+    /// default 1 GiB).
+    pub max_user_bytes: u64,
     /// Connection pool size (`PROJECT_DB_MAX_CONNECTIONS`, default 10).
     pub db_max_connections: u32,
     /// The gateway's public key(s) that every call's assertion must verify with
@@ -60,6 +69,11 @@ impl Config {
             max_file_bytes,
             max_project_bytes: positive("PROJECT_MAX_PROJECT_BYTES", DEFAULT_MAX_PROJECT_BYTES)?,
             max_files: positive("PROJECT_MAX_FILES", DEFAULT_MAX_FILES)?,
+            max_projects_per_user: positive(
+                "PROJECT_MAX_PROJECTS_PER_USER",
+                DEFAULT_MAX_PROJECTS_PER_USER,
+            )?,
+            max_user_bytes: positive("PROJECT_MAX_USER_BYTES", DEFAULT_MAX_USER_BYTES)?,
             db_max_connections: u32::try_from(positive(
                 "PROJECT_DB_MAX_CONNECTIONS",
                 u64::from(DEFAULT_DB_MAX_CONNECTIONS),
@@ -78,6 +92,8 @@ impl Config {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             max_project_bytes: DEFAULT_MAX_PROJECT_BYTES,
             max_files: DEFAULT_MAX_FILES,
+            max_projects_per_user: DEFAULT_MAX_PROJECTS_PER_USER,
+            max_user_bytes: DEFAULT_MAX_USER_BYTES,
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
             caller_keys: None,
         }

@@ -52,6 +52,26 @@ pub enum Error {
         /// The total size after the write.
         would_be: i64,
     },
+    /// Creating a project would exceed the number of projects one user may have.
+    #[error(
+        "you already have the maximum of {limit} projects (PROJECT_MAX_PROJECTS_PER_USER); \
+         delete a project before creating another"
+    )]
+    TooManyProjects {
+        /// The limit.
+        limit: u64,
+    },
+    /// Writing the file would exceed the bytes one user may store over all their projects.
+    #[error(
+        "your projects would hold {would_be} bytes in all, over the per-user storage limit of \
+         {limit} bytes (PROJECT_MAX_USER_BYTES); delete files or projects to make room"
+    )]
+    UserStorageFull {
+        /// The limit.
+        limit: u64,
+        /// The user's total after the write.
+        would_be: i64,
+    },
     /// The database failed: unreachable (callers may try again) or a statement failed; the
     /// cause is logged, never shown.
     #[error(transparent)]
@@ -72,9 +92,12 @@ impl From<Error> for Status {
             Error::ProjectNotFound | Error::FileNotFound => Status::not_found(message),
             Error::VersionConflict { .. } => Status::aborted(message),
             Error::FileExists { .. } => Status::already_exists(message),
-            Error::TooManyFiles { .. } | Error::ProjectTooLarge { .. } => {
-                Status::failed_precondition(message)
-            }
+            // FAILED_PRECONDITION: the gateway answers 422, the request is fine but the state
+            // of the caller's projects does not allow it.
+            Error::TooManyFiles { .. }
+            | Error::ProjectTooLarge { .. }
+            | Error::TooManyProjects { .. }
+            | Error::UserStorageFull { .. } => Status::failed_precondition(message),
             Error::Database(failure) => failure.into(),
             Error::Internal(cause) => service_runtime::grpc::internal(cause),
         }
@@ -135,6 +158,30 @@ mod tests {
         assert_eq!(status.code(), Code::AlreadyExists);
         assert!(
             status.message().contains("src/a.py"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn per_user_caps_are_failed_precondition_naming_the_cap_and_its_value() {
+        let status = Status::from(Error::TooManyProjects { limit: 7 });
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(
+            status.message().contains("maximum of 7 projects")
+                && status.message().contains("PROJECT_MAX_PROJECTS_PER_USER"),
+            "{}",
+            status.message()
+        );
+        let status = Status::from(Error::UserStorageFull {
+            limit: 1000,
+            would_be: 1200,
+        });
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(
+            status.message().contains("limit of 1000 bytes")
+                && status.message().contains("PROJECT_MAX_USER_BYTES")
+                && status.message().contains("1200 bytes"),
             "{}",
             status.message()
         );

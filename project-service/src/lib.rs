@@ -21,14 +21,13 @@ use tokio::net::TcpListener;
 
 pub use config::{
     Config, DEFAULT_DB_MAX_CONNECTIONS, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES,
-    DEFAULT_MAX_PROJECT_BYTES,
+    DEFAULT_MAX_PROJECT_BYTES, DEFAULT_MAX_PROJECTS_PER_USER, DEFAULT_MAX_USER_BYTES,
 };
 
 use crate::service::ProjectApi;
-use crate::store::{ProjectQuota, ProjectStore};
+use crate::store::{ProjectQuota, ProjectStore, UserQuota};
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static MIGRATIONS: service_runtime::db::Migrations = service_runtime::migrations!();
 
 /// Connects to the database, runs the migrations, and serves project-service plus
 /// `grpc.health.v1` on `listener` until `shutdown` resolves.
@@ -39,20 +38,23 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Checked first: a service never serves without a key to check its callers with.
     let verifier = CallerVerifier::required(config.caller_keys.as_ref(), audience::PROJECT)?;
-    let db = Database::connect(
-        secrecy::ExposeSecret::expose_secret(&config.database_url),
+    let db = Database::open(
+        "project",
+        &config.database_url,
         config.db_max_connections,
+        &MIGRATIONS,
     )
     .await?;
-    service_runtime::metrics::observe_pool("project", db.pool.clone());
-    db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
-    tracing::info!(backend = ?db.backend, "project database ready");
 
     let api = ProjectApi::new(
         ProjectStore::new(db),
         ProjectQuota {
             max_files: config.max_files,
             max_bytes: config.max_project_bytes,
+        },
+        UserQuota {
+            max_projects: config.max_projects_per_user,
+            max_bytes: config.max_user_bytes,
         },
         config.max_file_bytes,
     );

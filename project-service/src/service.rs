@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use crate::error::{Error, Invalid, Result};
 use crate::store::PROJECT_PAGES;
 use crate::store::{
-    FileRecord, NewProject, ProjectChanges, ProjectQuota, ProjectRecord, ProjectStore,
+    FileRecord, NewProject, ProjectChanges, ProjectQuota, ProjectRecord, ProjectStore, UserQuota,
 };
 use crate::validated::{
     Description, ExpectedVersion, FileContent, FilePath, PageSize, ProjectId, ProjectName,
@@ -21,16 +21,23 @@ use crate::validated::{
 pub struct ProjectApi {
     store: ProjectStore,
     quota: ProjectQuota,
+    user_quota: UserQuota,
     max_file_bytes: u64,
 }
 
 impl ProjectApi {
-    /// Serves `store`, holding every project within `quota` and every file within
-    /// `max_file_bytes`.
-    pub fn new(store: ProjectStore, quota: ProjectQuota, max_file_bytes: u64) -> Self {
+    /// Serves `store`, holding every project within `quota`, every user's projects together
+    /// within `user_quota` and every file within `max_file_bytes`.
+    pub fn new(
+        store: ProjectStore,
+        quota: ProjectQuota,
+        user_quota: UserQuota,
+        max_file_bytes: u64,
+    ) -> Self {
         Self {
             store,
             quota,
+            user_quota,
             max_file_bytes,
         }
     }
@@ -62,7 +69,10 @@ impl ProjectService for ProjectApi {
             language: TechLabel::parse("language", &req.language).map_err(Error::from)?,
             framework: TechLabel::parse("framework", &req.framework).map_err(Error::from)?,
         };
-        let project = self.store.create_project(&owner, new).await?;
+        let project = self
+            .store
+            .create_project(&owner, new, self.user_quota)
+            .await?;
         Ok(Response::new(project.into()))
     }
 
@@ -146,7 +156,7 @@ impl ProjectService for ProjectApi {
         let content = FileContent::new(req.content, self.max_file_bytes).map_err(Error::from)?;
         let (file, created) = self
             .store
-            .put_file(&owner, &id, &path, content, self.quota)
+            .put_file(&owner, &id, &path, content, self.quota, self.user_quota)
             .await?;
         Ok(Response::new(pb::PutFileResponse {
             file: Some(file.into()),

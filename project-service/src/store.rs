@@ -6,7 +6,6 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use service_runtime::db::{Database, TracedTransaction};
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -14,11 +13,10 @@ use crate::error::{DbContext, Error, Result};
 
 /// Page tokens of `ListProjects`, bound to the caller.
 pub const PROJECT_PAGES: PageTokens = PageTokens::new("autocrea.project.v1.projects");
-use crate::validated::{
-    Description, ExpectedVersion, FileContent, FilePath, PageSize, ProjectId, ProjectName,
-    TechLabel,
-};
+use crate::validated::{Description, ExpectedVersion, PageSize, ProjectId, ProjectName, TechLabel};
 use service_runtime::page_token::{Cursor, PageTokens};
+
+mod files;
 
 const PROJECT_COLUMNS: &str = "id, owner_id, name, description, language, framework, \
      created_at_ms, updated_at_ms, version, file_count, total_size";
@@ -102,6 +100,15 @@ pub struct ProjectQuota {
     pub max_bytes: u64,
 }
 
+/// How much one user may hold, all projects together.
+#[derive(Debug, Clone, Copy)]
+pub struct UserQuota {
+    /// Most projects.
+    pub max_projects: u64,
+    /// Largest sum of file sizes in bytes over all the user's projects.
+    pub max_bytes: u64,
+}
+
 /// One page of projects and the cursor of the next one, if any.
 #[derive(Debug, Clone)]
 pub struct ProjectPage {
@@ -123,9 +130,23 @@ impl ProjectStore {
         Self { db }
     }
 
-    /// Inserts a new project of `owner` at version 1.
-    pub async fn create_project(&self, owner: &str, new: NewProject) -> Result<ProjectRecord> {
+    /// Inserts a new project of `owner` at version 1, unless `owner` already has
+    /// `quota.max_projects`.
+    pub async fn create_project(
+        &self,
+        owner: &str,
+        new: NewProject,
+        quota: UserQuota,
+    ) -> Result<ProjectRecord> {
         let now = now_ms();
+        let mut tx = self.begin().await?;
+        Self::lock_owner(&mut tx, owner, now).await?;
+        let (projects, _) = Self::owner_usage(&mut tx, owner).await?;
+        if projects as u64 >= quota.max_projects {
+            return Err(Error::TooManyProjects {
+                limit: quota.max_projects,
+            });
+        }
         let record = ProjectRecord {
             id: ProjectId::generate().as_str().to_string(),
             owner_id: owner.to_string(),
@@ -152,9 +173,10 @@ impl ProjectStore {
         .bind(&record.framework)
         .bind(record.created_at_ms)
         .bind(record.updated_at_ms)
-        .execute(self.db.traced())
+        .execute(tx.traced())
         .await
         .db("insert project")?;
+        tx.commit().await.db("commit insert project")?;
         Ok(record)
     }
 
@@ -291,231 +313,38 @@ impl ProjectStore {
         Ok(())
     }
 
-    /// Creates or replaces the file at `path`, keeping the project within `quota`. Returns the
-    /// file (without content) and whether it is new.
-    pub async fn put_file(
-        &self,
-        owner: &str,
-        id: &ProjectId,
-        path: &FilePath,
-        content: FileContent,
-        quota: ProjectQuota,
-    ) -> Result<(FileRecord, bool)> {
-        let now = now_ms();
-        let sha256 = hex::encode(Sha256::digest(content.as_bytes()));
-        // Moved into the statement below: files may be megabytes, so no copy.
-        let bytes = content.into_bytes();
-        let size = bytes.len() as i64;
+    async fn begin(&self) -> Result<TracedTransaction> {
+        Ok(self.db.begin().await.db("begin transaction")?)
+    }
 
-        let mut tx = self.begin().await?;
-        Self::lock_project(&mut tx, owner, id, now).await?;
-        let (file_count, total_size): (i64, i64) =
-            sqlx::query_as("SELECT file_count, total_size FROM projects WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_one(tx.traced())
-                .await
-                .db("read project usage")?;
-        let existing: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT size, created_at_ms FROM files WHERE project_id = $1 AND path = $2",
-        )
-        .bind(id.as_str())
-        .bind(path.as_str())
-        .fetch_optional(tx.traced())
-        .await
-        .db("read existing file")?;
-
-        let old_size = existing.map_or(0, |(old, _)| old);
-        let new_total = total_size - old_size + size;
-        if existing.is_none() && file_count as u64 >= quota.max_files {
-            return Err(Error::TooManyFiles {
-                limit: quota.max_files,
-            });
-        }
-        // A write that does not grow the project is allowed even above the limit (say, after
-        // the limit was lowered), so users can always shrink their way back under it.
-        if new_total as u64 > quota.max_bytes && new_total > total_size {
-            return Err(Error::ProjectTooLarge {
-                limit: quota.max_bytes,
-                would_be: new_total,
-            });
-        }
-
-        let created_at_ms = match existing {
-            Some((_, created_at_ms)) => {
-                sqlx::query(
-                    "UPDATE files SET content = $1, size = $2, sha256 = $3, updated_at_ms = $4 \
-                     WHERE project_id = $5 AND path = $6",
-                )
-                .bind(bytes)
-                .bind(size)
-                .bind(&sha256)
-                .bind(now)
-                .bind(id.as_str())
-                .bind(path.as_str())
-                .execute(tx.traced())
-                .await
-                .db("replace file")?;
-                created_at_ms
-            }
-            None => {
-                sqlx::query(
-                    "INSERT INTO files (project_id, path, content, size, sha256, created_at_ms, \
-                     updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $6)",
-                )
-                .bind(id.as_str())
-                .bind(path.as_str())
-                .bind(bytes)
-                .bind(size)
-                .bind(&sha256)
-                .bind(now)
-                .execute(tx.traced())
-                .await
-                .db("insert file")?;
-                now
-            }
-        };
+    /// Serialises `owner`'s project creations and file writes, so that the per-user caps are
+    /// checked against everything committed before: the upsert takes the owner row's lock on
+    /// PostgreSQL and the database write lock on SQLite. Always taken before a project's lock
+    /// (see [`Self::lock_project`]), so the two never deadlock.
+    async fn lock_owner(tx: &mut TracedTransaction, owner: &str, now: i64) -> Result<()> {
         sqlx::query(
-            "UPDATE projects SET file_count = file_count + $1, total_size = total_size + $2 \
-             WHERE id = $3",
+            "INSERT INTO project_owners (owner_id, locked_at_ms) VALUES ($1, $2) \
+             ON CONFLICT (owner_id) DO UPDATE SET locked_at_ms = excluded.locked_at_ms",
         )
-        .bind(i64::from(existing.is_none()))
-        .bind(size - old_size)
-        .bind(id.as_str())
+        .bind(owner)
+        .bind(now)
         .execute(tx.traced())
         .await
-        .db("update project usage")?;
-        tx.commit().await.db("commit put file")?;
-
-        let file = FileRecord {
-            path: path.as_str().to_string(),
-            content: None,
-            size,
-            sha256,
-            created_at_ms,
-            updated_at_ms: now,
-        };
-        Ok((file, existing.is_none()))
-    }
-
-    /// The file at `path` in project `id` of `owner`, with its content.
-    pub async fn get_file(
-        &self,
-        owner: &str,
-        id: &ProjectId,
-        path: &FilePath,
-    ) -> Result<FileRecord> {
-        self.ensure_project(owner, id).await?;
-        let row = sqlx::query(
-            "SELECT path, content, size, sha256, created_at_ms, updated_at_ms FROM files \
-             WHERE project_id = $1 AND path = $2",
-        )
-        .bind(id.as_str())
-        .bind(path.as_str())
-        .fetch_optional(self.db.traced())
-        .await
-        .db("select file")?
-        .ok_or(Error::FileNotFound)?;
-        Ok(file_from_row(&row, true).db("decode file")?)
-    }
-
-    /// The files of project `id` of `owner`, ordered by path (byte-wise).
-    pub async fn list_files(
-        &self,
-        owner: &str,
-        id: &ProjectId,
-        include_content: bool,
-    ) -> Result<Vec<FileRecord>> {
-        self.ensure_project(owner, id).await?;
-        let sql = if include_content {
-            "SELECT path, content, size, sha256, created_at_ms, updated_at_ms FROM files \
-             WHERE project_id = $1 ORDER BY path"
-        } else {
-            "SELECT path, size, sha256, created_at_ms, updated_at_ms FROM files \
-             WHERE project_id = $1 ORDER BY path"
-        };
-        let rows = sqlx::query(sql)
-            .bind(id.as_str())
-            .fetch_all(self.db.traced())
-            .await
-            .db("list files")?;
-        Ok(rows
-            .iter()
-            .map(|row| file_from_row(row, include_content))
-            .collect::<Result<Vec<_>, _>>()
-            .db("decode file")?)
-    }
-
-    /// Deletes the file at `path` in project `id` of `owner`.
-    pub async fn delete_file(&self, owner: &str, id: &ProjectId, path: &FilePath) -> Result<()> {
-        let mut tx = self.begin().await?;
-        Self::lock_project(&mut tx, owner, id, now_ms()).await?;
-        let size: i64 = sqlx::query_scalar(
-            "DELETE FROM files WHERE project_id = $1 AND path = $2 RETURNING size",
-        )
-        .bind(id.as_str())
-        .bind(path.as_str())
-        .fetch_optional(tx.traced())
-        .await
-        .db("delete file")?
-        .ok_or(Error::FileNotFound)?;
-        sqlx::query(
-            "UPDATE projects SET file_count = file_count - 1, total_size = total_size - $1 \
-             WHERE id = $2",
-        )
-        .bind(size)
-        .bind(id.as_str())
-        .execute(tx.traced())
-        .await
-        .db("update project usage")?;
-        tx.commit().await.db("commit delete file")?;
+        .db("lock owner")?;
         Ok(())
     }
 
-    /// Renames the file at `from` in project `id` of `owner` to `to`, keeping its content and
-    /// creation time; the project's size and file count do not change.
-    pub async fn move_file(
-        &self,
-        owner: &str,
-        id: &ProjectId,
-        from: &FilePath,
-        to: &FilePath,
-    ) -> Result<FileRecord> {
-        let now = now_ms();
-        let mut tx = self.begin().await?;
-        Self::lock_project(&mut tx, owner, id, now).await?;
-        if from != to {
-            let taken: Option<i64> =
-                sqlx::query_scalar("SELECT size FROM files WHERE project_id = $1 AND path = $2")
-                    .bind(id.as_str())
-                    .bind(to.as_str())
-                    .fetch_optional(tx.traced())
-                    .await
-                    .db("read target path")?;
-            if taken.is_some() {
-                return Err(Error::FileExists {
-                    path: to.as_str().to_string(),
-                });
-            }
-        }
-        let row = sqlx::query(
-            "UPDATE files SET path = $1, updated_at_ms = $2 WHERE project_id = $3 AND path = $4 \
-             RETURNING path, size, sha256, created_at_ms, updated_at_ms",
+    /// How many projects `owner` has and how many bytes they hold together.
+    async fn owner_usage(tx: &mut TracedTransaction, owner: &str) -> Result<(i64, i64)> {
+        // SUM of BIGINT is NUMERIC on PostgreSQL, which the Any driver cannot decode: cast back.
+        Ok(sqlx::query_as(
+            "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(total_size), 0) AS BIGINT) \
+             FROM projects WHERE owner_id = $1",
         )
-        .bind(to.as_str())
-        .bind(now)
-        .bind(id.as_str())
-        .bind(from.as_str())
-        .fetch_optional(tx.traced())
+        .bind(owner)
+        .fetch_one(tx.traced())
         .await
-        .db("move file")?
-        .ok_or(Error::FileNotFound)?;
-        let file = file_from_row(&row, false).db("decode file")?;
-        tx.commit().await.db("commit move file")?;
-        Ok(file)
-    }
-
-    async fn begin(&self) -> Result<TracedTransaction> {
-        Ok(self.db.begin().await.db("begin transaction")?)
+        .db("read owner usage")?)
     }
 
     /// Checks ownership and serialises writers of the project's files: the UPDATE takes the
@@ -566,21 +395,6 @@ fn project_from_row(row: &AnyRow) -> Result<ProjectRecord, sqlx::Error> {
         version: row.try_get("version")?,
         file_count: row.try_get("file_count")?,
         total_size: row.try_get("total_size")?,
-    })
-}
-
-fn file_from_row(row: &AnyRow, with_content: bool) -> Result<FileRecord, sqlx::Error> {
-    Ok(FileRecord {
-        path: row.try_get("path")?,
-        content: if with_content {
-            Some(row.try_get("content")?)
-        } else {
-            None
-        },
-        size: row.try_get("size")?,
-        sha256: row.try_get("sha256")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        updated_at_ms: row.try_get("updated_at_ms")?,
     })
 }
 

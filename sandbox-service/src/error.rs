@@ -1,34 +1,15 @@
 //! The one error type of sandbox-service and its mapping to gRPC status codes.
 
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
-
-/// A request field that is wrong and what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldViolation {
-    /// camelCase JSON name of the field (`language`, `files[1].name`, `timeoutMs`).
-    pub field: String,
-    /// What is wrong and how to fix it.
-    pub description: String,
-}
-
-impl FieldViolation {
-    /// A violation of `field`.
-    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            description: description.into(),
-        }
-    }
-}
+use service_runtime::invalid::Violations;
+use tonic::Status;
 
 /// Everything that can stop a run from happening. A program that fails is not an error: its
 /// exit code and flags are the result.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The request is malformed; each violation names a field.
-    #[error("invalid request: {}", describe(.0))]
-    InvalidRequest(Vec<FieldViolation>),
+    #[error(transparent)]
+    InvalidRequest(Violations),
     /// Too many runs are executing or queued.
     #[error("the sandbox is busy: {running} runs executing and {queued} queued; retry later")]
     Busy {
@@ -57,14 +38,6 @@ pub enum Error {
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-fn describe(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 impl Error {
     /// Wraps a bollard error with what the service was doing.
     pub fn docker(context: &'static str) -> impl FnOnce(bollard::errors::Error) -> Self {
@@ -88,14 +61,7 @@ pub(crate) fn is_connection_error(error: &bollard::errors::Error) -> bool {
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
-            Error::InvalidRequest(violations) => {
-                let message = format!("invalid request: {}", describe(&violations));
-                let mut details = ErrorDetails::new();
-                for v in violations {
-                    details.add_bad_request_violation(v.field, v.description);
-                }
-                Status::with_error_details(Code::InvalidArgument, message, details)
-            }
+            Error::InvalidRequest(violations) => violations.into(),
             e @ Error::Busy { .. } => Status::resource_exhausted(e.to_string()),
             e @ Error::Unavailable(_) => Status::unavailable(e.to_string()),
             e @ Error::ShuttingDown => Status::unavailable(e.to_string()),

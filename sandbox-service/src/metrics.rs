@@ -28,6 +28,7 @@ struct SandboxMetrics {
     runs: Family<RunLabels, Counter>,
     duration: Family<LanguageLabels, Histogram>,
     pool_ready: Gauge,
+    pool_target: Gauge,
 }
 
 static METRICS: LazyLock<SandboxMetrics> = LazyLock::new(|| {
@@ -35,6 +36,7 @@ static METRICS: LazyLock<SandboxMetrics> = LazyLock::new(|| {
         runs: Family::default(),
         duration: latency_family(),
         pool_ready: Gauge::default(),
+        pool_target: Gauge::default(),
     };
     register(
         "sandbox_runs",
@@ -51,12 +53,37 @@ static METRICS: LazyLock<SandboxMetrics> = LazyLock::new(|| {
         "Warm containers ready for a run now",
         m.pool_ready.clone(),
     );
+    register(
+        "sandbox_pool_target",
+        "Warm containers the pool keeps when it keeps up (SANDBOX_POOL_SIZE or SANDBOX_POOL_SIZES)",
+        m.pool_target.clone(),
+    );
     m
 });
 
-/// Registers the metrics and reports `sandbox`'s warm pool at every scrape (while it lives).
+/// Every outcome `record_run` counts.
+const OUTCOMES: [&str; 6] = [
+    "ok",
+    "exit_nonzero",
+    "timeout",
+    "oom",
+    "truncated",
+    "failed",
+];
+
+/// Registers the metrics, each language's series at zero (so that alerts and dashboards see
+/// them before the first run), and reports `sandbox`'s warm pool at every scrape (while it lives).
 pub fn init(sandbox: &Arc<Sandbox>) {
     let m = &*METRICS;
+    for language in crate::language::LANGUAGES {
+        let language = language.name;
+        for outcome in OUTCOMES {
+            let _ = m.runs.get_or_create(&RunLabels { language, outcome });
+        }
+        let _ = m.duration.get_or_create(&LanguageLabels { language });
+    }
+    m.pool_target
+        .set(i64::try_from(sandbox.pool_target()).unwrap_or(i64::MAX));
     let sandbox: Weak<Sandbox> = Arc::downgrade(sandbox);
     on_scrape(move || {
         if let Some(sandbox) = sandbox.upgrade() {

@@ -5,9 +5,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use autocrea_proto::sandbox::v1::ExecuteRequest;
+use service_runtime::invalid::{FieldViolation, Violations};
 
 use crate::config::{Config, RequestLimits};
-use crate::error::{Error, FieldViolation, Result};
+use crate::error::{Error, Result};
 use crate::language::Language;
 
 /// Longest file name accepted; it also fits the tar header without extensions.
@@ -258,7 +259,7 @@ impl RunSpec {
                 args: request.args,
                 timeout,
             }),
-            _ => Err(Error::InvalidRequest(violations)),
+            _ => Err(Error::InvalidRequest(Violations(violations))),
         }
     }
 }

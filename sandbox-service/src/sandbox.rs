@@ -179,6 +179,14 @@ impl Sandbox {
         self.pool.get().map_or(0, WarmPool::ready)
     }
 
+    /// Warm containers the pool keeps when it keeps up: the configured size of every language's.
+    pub fn pool_target(&self) -> usize {
+        crate::language::LANGUAGES
+            .iter()
+            .map(|language| self.config.pool_size_for(language))
+            .sum()
+    }
+
     /// Admits `spec` and starts it in the background; events arrive on the returned channel.
     /// Output chunks are sent only when `stream` is set. A run continues to its end (and its
     /// container is removed) even when the receiver goes away; it is then stopped early.

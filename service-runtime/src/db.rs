@@ -26,6 +26,28 @@ pub enum Backend {
     Postgres,
 }
 
+/// A service's schema history for each engine, embedded from `migrations/sqlite` and
+/// `migrations/postgres` beside its `Cargo.toml` by [`migrations!`](crate::migrations) (whose
+/// build script, `build-migrations.rs`, makes cargo notice a new migration file).
+#[derive(Debug)]
+pub struct Migrations {
+    /// For SQLite.
+    pub sqlite: Migrator,
+    /// For PostgreSQL.
+    pub postgres: Migrator,
+}
+
+/// The calling crate's [`Migrations`]: `static MIGRATIONS: Migrations = migrations!();`.
+#[macro_export]
+macro_rules! migrations {
+    () => {
+        $crate::db::Migrations {
+            sqlite: ::sqlx::migrate!("./migrations/sqlite"),
+            postgres: ::sqlx::migrate!("./migrations/postgres"),
+        }
+    };
+}
+
 /// A connection pool and the engine behind it.
 #[derive(Debug, Clone)]
 pub struct Database {
@@ -69,11 +91,27 @@ impl Database {
         Ok(Self { pool, backend })
     }
 
+    /// What every service does with its database at start: connects to `url` with at most
+    /// `max_connections`, brings the schema up to date with the migrations for its engine, and
+    /// reports the pool in the metrics as `service`'s.
+    pub async fn open(
+        service: &'static str,
+        url: &secrecy::SecretString,
+        max_connections: u32,
+        migrations: &Migrations,
+    ) -> anyhow::Result<Self> {
+        let db = Self::connect(secrecy::ExposeSecret::expose_secret(url), max_connections).await?;
+        db.migrate(migrations).await?;
+        crate::metrics::observe_pool(service, db.pool.clone());
+        tracing::info!(backend = ?db.backend, service, "database ready");
+        Ok(db)
+    }
+
     /// Runs the migrations for this engine.
-    pub async fn migrate(&self, sqlite: &Migrator, postgres: &Migrator) -> anyhow::Result<()> {
+    pub async fn migrate(&self, migrations: &Migrations) -> anyhow::Result<()> {
         let migrator = match self.backend {
-            Backend::Sqlite => sqlite,
-            Backend::Postgres => postgres,
+            Backend::Sqlite => &migrations.sqlite,
+            Backend::Postgres => &migrations.postgres,
         };
         migrator
             .run(&self.pool)

@@ -129,23 +129,15 @@ where
         };
         Box::pin(async move {
             let response = future.instrument(span.clone()).await?;
-            let header_code = response
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<i32>().ok());
-            Ok(response.map(|inner| ObservedBody {
-                inner,
-                call: Some(Call {
-                    span,
-                    header_code,
-                    side: Side::Server {
-                        started,
-                        service,
-                        method,
-                    },
-                }),
-            }))
+            Ok(ObservedBody::watch(
+                response,
+                span,
+                Side::Server {
+                    started,
+                    service,
+                    method,
+                },
+            ))
         })
     }
 }
@@ -215,19 +207,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for TracedChannel {
                     return Err(error);
                 }
             };
-            let header_code = response
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<i32>().ok());
-            Ok(response.map(|inner| ObservedBody {
-                inner,
-                call: Some(Call {
-                    span,
-                    header_code,
-                    side: Side::Client,
-                }),
-            }))
+            Ok(ObservedBody::watch(response, span, Side::Client))
         })
     }
 }
@@ -304,6 +284,30 @@ fn is_failure(code: tonic::Code) -> bool {
 pub struct ObservedBody {
     inner: tonic::body::Body,
     call: Option<Call>,
+}
+
+impl ObservedBody {
+    /// `response` with its body watched: the call ends in `span` when the body does, with the
+    /// status from the trailers, or from the headers for a trailers-only answer.
+    fn watch(
+        response: http::Response<tonic::body::Body>,
+        span: tracing::Span,
+        side: Side,
+    ) -> http::Response<Self> {
+        let header_code = response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i32>().ok());
+        response.map(|inner| Self {
+            inner,
+            call: Some(Call {
+                span,
+                header_code,
+                side,
+            }),
+        })
+    }
 }
 
 impl Body for ObservedBody {

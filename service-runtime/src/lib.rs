@@ -2,7 +2,8 @@
 //! environment, graceful shutdown, gRPC serving and client channels, Prometheus metrics, signed
 //! caller identity between the gateway and the services, SQL pools with embedded migrations on
 //! SQLite or PostgreSQL and the classification of their failures, field validation errors, page
-//! tokens, and the retry policy of calls to outside services.
+//! tokens, the retry policy of calls to outside services, a Redis connection with bounded waits,
+//! and the TLS crypto of every client (HTTP, PostgreSQL, Redis).
 
 pub mod config;
 pub mod db;
@@ -12,6 +13,7 @@ pub mod identity;
 pub mod invalid;
 pub mod metrics;
 pub mod page_token;
+pub mod redis_client;
 pub mod retry;
 pub mod shutdown;
 #[cfg(any(test, feature = "testing"))]
@@ -19,3 +21,4 @@ pub mod span_recorder;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;

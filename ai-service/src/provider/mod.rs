@@ -63,6 +63,29 @@ pub struct ModelRequest {
     pub temperature: Option<f32>,
 }
 
+/// Tokens a provider adds around each message (role markers, separators), rounded up.
+const TOKENS_PER_MESSAGE: u64 = 8;
+/// Tokens a provider adds around the whole prompt, rounded up.
+const TOKENS_PER_REQUEST: u64 = 32;
+
+impl ModelRequest {
+    /// The most tokens this request can be billed: the output cap plus an upper bound of the
+    /// prompt. Tokenizers of both wire protocols are byte-level (every token covers at least
+    /// one byte of UTF-8), so the prompt's bytes plus the framing bound its tokens whatever
+    /// the model. Held against the monthly budget while the call runs.
+    pub fn max_billable_tokens(&self) -> u64 {
+        let text = |s: &str| u64::try_from(s.len()).unwrap_or(u64::MAX);
+        let messages = self.messages.iter().fold(0u64, |sum, m| {
+            sum.saturating_add(text(&m.content))
+                .saturating_add(TOKENS_PER_MESSAGE)
+        });
+        text(&self.system)
+            .saturating_add(messages)
+            .saturating_add(TOKENS_PER_REQUEST)
+            .saturating_add(u64::from(self.max_tokens))
+    }
+}
+
 /// Tokens billed for one call.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
@@ -259,7 +282,7 @@ impl TokenStream {
 impl ProviderClient {
     /// A client for `config`.
     pub fn new(config: ProviderConfig) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = service_runtime::tls::http_client()
             .connect_timeout(config.timeouts.connect)
             .user_agent(concat!("autocrea-ai-service/", env!("CARGO_PKG_VERSION")))
             .build()?;
@@ -290,6 +313,12 @@ impl ProviderClient {
     /// The provider's wire protocol.
     pub fn kind(&self) -> ProviderKind {
         self.config.kind
+    }
+
+    /// The longest a call can last, retries included: no retry starts after `max_elapsed` and
+    /// every attempt, body included, ends within `total`.
+    pub fn longest_call(&self) -> Duration {
+        self.config.retry.max_elapsed + self.config.timeouts.total
     }
 
     /// Asks for a whole answer, retrying transient failures.

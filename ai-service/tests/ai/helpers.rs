@@ -64,7 +64,11 @@ pub fn sqlite_config(provider: Option<ProviderConfig>) -> (Config, TempDir) {
 }
 
 /// Starts ai-service with `config` on a free port.
-pub async fn spawn(config: Config, data: Option<TempDir>) -> TestApp {
+pub async fn spawn(mut config: Config, data: Option<TempDir>) -> TestApp {
+    // Every suite's server checks callers against the suites' key.
+    config
+        .caller_keys
+        .get_or_insert_with(service_runtime::testing::caller_keys);
     // Console output only here, so the guard has nothing to flush.
     let _ = service_runtime::telemetry::init("ai-service-tests");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -1,9 +1,8 @@
-//! The usage ledger on SQLite and PostgreSQL, and the monthly budget.
+//! The usage ledger on SQLite and PostgreSQL.
 
 use ai_service::Config;
 use autocrea_proto::ai::v1 as pb;
 use service_runtime::testing::fresh_postgres_url;
-use tonic::Code;
 
 use crate::fake_provider::*;
 use crate::helpers::*;
@@ -88,52 +87,4 @@ async fn usage_totals_on_postgres() {
     let app = spawn(config, None).await;
     usage_totals_after_a_mix_of_calls(app).await;
     assert_eq!(fake.calls(), 4);
-}
-
-#[tokio::test]
-async fn calls_past_the_monthly_budget_are_refused_with_a_clear_message() {
-    let fake = FakeProvider::start().await;
-    let (mut config, dir) = sqlite_config(Some(openai(&fake)));
-    // One call costs 22 tokens: the second still starts under 30, the third does not.
-    config.monthly_token_budget = Some(30);
-    let mut app = spawn(config, Some(dir)).await;
-    app.client
-        .explain(req(explain("a = 1")))
-        .await
-        .expect("first");
-    app.client
-        .explain(req(explain("a = 2")))
-        .await
-        .expect("second");
-    let status = app
-        .client
-        .explain(req(explain("a = 3")))
-        .await
-        .expect_err("over budget");
-    assert_eq!(status.code(), Code::ResourceExhausted);
-    assert!(
-        status.message().contains("44 of 30 tokens"),
-        "{}",
-        status.message()
-    );
-    assert!(
-        status.message().contains("resets at"),
-        "{}",
-        status.message()
-    );
-    assert_eq!(meta(status.metadata(), "x-ai-error"), Some("budget"));
-    let retry: u64 = meta(status.metadata(), "retry-after")
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(retry > 0 && retry <= 31 * 86_400);
-    assert_eq!(fake.calls(), 2);
-    let usage = app.usage(USER).await;
-    assert_eq!(usage.monthly_token_budget, Some(30));
-    assert_eq!(usage.monthly_tokens_remaining, Some(0));
-    // Budgets are per user.
-    app.client
-        .explain(as_user("another-user", explain("a = 3")))
-        .await
-        .expect("another user has budget");
 }

@@ -302,7 +302,11 @@ mod tests {
             max_rate_limit_wait: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
         };
-        let caller = HttpCaller::new(Client::new(), policy, Provider::Vercel);
+        let caller = HttpCaller::new(
+            service_runtime::tls::http_client().build().unwrap(),
+            policy,
+            Provider::Vercel,
+        );
         let reply = caller
             .send("status read", |client| {
                 client

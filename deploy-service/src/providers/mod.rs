@@ -162,7 +162,7 @@ pub struct Providers {
 impl Providers {
     /// Builds a client for every provider whose credentials are configured.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
+        let client = service_runtime::tls::http_client()
             .user_agent(concat!(
                 "autocrea-deploy-service/",
                 env!("CARGO_PKG_VERSION")

@@ -74,7 +74,40 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(crate::routes::sandbox::SandboxApi::openapi());
     doc.merge(crate::routes::deploy::DeployApi::openapi());
     add_common_responses(&mut doc);
+    satisfiable_described_fields(&mut doc);
     doc
+}
+
+/// utoipa-gen 6 writes an inlined field schema that has a description (the AI operations' text
+/// fields) as `allOf: [schema, {type: object, description}]`, which no string satisfies. This
+/// rewrites each such property to `oneOf: [schema]` with the description beside it: what utoipa 5
+/// wrote, and what clients and Schemathesis read.
+fn satisfiable_described_fields(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{OneOfBuilder, Schema};
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    for schema in components.schemas.values_mut() {
+        let RefOr::T(Schema::Object(object)) = schema else {
+            continue;
+        };
+        for property in object.properties.values_mut() {
+            let RefOr::T(Schema::AllOf(all)) = property else {
+                continue;
+            };
+            let [inner, RefOr::T(Schema::Object(note))] = all.items.as_slice() else {
+                continue;
+            };
+            if !note.properties.is_empty() || note.description.is_none() {
+                continue;
+            }
+            *property = OneOfBuilder::new()
+                .item(inner.clone())
+                .description(note.description.clone())
+                .into();
+        }
+    }
 }
 
 /// Adds to every operation the answers that come from around its handler, so that each handler's
@@ -268,3 +301,35 @@ fetch('/openapi.json').then(r => r.json()).then(doc => {
   document.getElementById('main').innerHTML = html;
 }).catch(e => { document.getElementById('main').textContent = 'Cannot load /openapi.json: ' + e; });
 </script></body></html>"#;
+
+#[cfg(test)]
+mod tests {
+    /// Every property of every schema can hold a value: none is an `allOf` with a bare
+    /// described object (which a string or number can never match).
+    #[test]
+    fn described_fields_keep_their_own_type() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for (name, schema) in schemas {
+            let Some(properties) = schema["properties"].as_object() else {
+                continue;
+            };
+            for (field, property) in properties {
+                let bare_object = property["allOf"].as_array().is_some_and(|all| {
+                    all.iter()
+                        .any(|s| s["type"] == "object" && s.get("properties").is_none())
+                });
+                assert!(!bare_object, "{name}.{field}: {property}");
+            }
+        }
+        let prompt = &schemas["GenerateBody"]["properties"]["prompt"];
+        assert_eq!(prompt["oneOf"][0]["type"], "string", "{prompt}");
+        assert_eq!(prompt["oneOf"][0]["maxLength"], 10_000, "{prompt}");
+        assert!(
+            prompt["description"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("What to build")),
+            "{prompt}"
+        );
+    }
+}

@@ -6,14 +6,15 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::downstream::ServiceHealth;
+use crate::downstream::{ServiceHealth, ServiceState};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
 /// Liveness and readiness answers.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthStatus {
-    /// `ok` or `ready`.
+    /// `ok` (liveness), `ready`, or `degraded` (readiness: every service answers, some report
+    /// that they cannot do their work; their routes answer 503 with the reason).
     pub status: &'static str,
     /// Downstream checks (readiness only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -30,30 +31,38 @@ pub async fn health() -> HttpResponse {
     })
 }
 
-/// Readiness: every downstream service answers its health check. 503 names the ones that do not.
+/// Readiness: every downstream service answers its health check. 200 `ready` when all serve, 200
+/// `degraded` naming those that answer but cannot do their work (sandbox-service without a
+/// Docker engine: the rest of the platform works), 503 naming the ones that do not answer.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
-        (status = 200, description = "Ready", body = HealthStatus),
-        (status = 503, description = "A downstream is not ready", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Ready, or degraded (`status` and each service's `state` and `reason` say which)", body = HealthStatus),
+        (status = 503, description = "A downstream does not answer", body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let services = state.downstream.readiness(Duration::from_millis(500)).await;
-    let failing: Vec<String> = services
-        .iter()
-        .filter(|s| !s.ready)
-        .map(|s| format!("{}: {}", s.name, s.reason.as_deref().unwrap_or("not ready")))
-        .collect();
-    if failing.is_empty() {
-        Ok(HttpResponse::Ok().json(HealthStatus {
-            status: "ready",
-            services,
-        }))
-    } else {
-        Err(ApiError::unavailable(
-            format!("not ready: {}", failing.join("; ")),
-            1,
-        ))
+    let describe = |wanted: ServiceState| -> Vec<String> {
+        services
+            .iter()
+            .filter(|s| s.state == wanted)
+            .map(|s| format!("{}: {}", s.name, s.reason.as_deref().unwrap_or("not ready")))
+            .collect()
+    };
+    let unavailable = describe(ServiceState::Unavailable);
+    if !unavailable.is_empty() {
+        let mut detail = format!("not ready: {}", unavailable.join("; "));
+        let degraded = describe(ServiceState::Degraded);
+        if !degraded.is_empty() {
+            detail.push_str(&format!("; degraded: {}", degraded.join("; ")));
+        }
+        return Err(ApiError::unavailable(detail, 1));
     }
+    let status = if services.iter().all(|s| s.ready) {
+        "ready"
+    } else {
+        "degraded"
+    };
+    Ok(HttpResponse::Ok().json(HealthStatus { status, services }))
 }
 
 /// Prometheus metrics of this process (text format 0.0.4): HTTP requests, latency, in-flight

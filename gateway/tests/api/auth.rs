@@ -1,5 +1,5 @@
-//! Every way a token can be wrong gets 401 problem+json with `WWW-Authenticate`; good RS256 and
-//! ES256 tokens from a JWKS endpoint (Clerk's form) and HS256 development tokens get in.
+//! Every way a token can be wrong gets 401 problem+json with `WWW-Authenticate`; good RS256, ES256 and
+//! EdDSA tokens from a JWKS endpoint (Clerk's form) and HS256 development tokens get in.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -226,7 +226,7 @@ async fn jwks_tokens_are_verified_and_every_bad_one_is_refused() {
     let confused = jsonwebtoken::encode(
         &confused_header,
         &claims(&user),
-        &EncodingKey::from_secret(keys.rsa_public_pem.as_bytes()),
+        &EncodingKey::from_secret(keys.rsa_public_pem.as_bytes()).unwrap(),
     )
     .unwrap();
 
@@ -522,4 +522,43 @@ async fn no_authentication_configured_is_a_start_up_error() {
             .to_string()
             .contains("AUTH_HS256_SECRET")
     );
+}
+
+/// EdDSA (Ed25519 keys in the JWKS, `kty: OKP`) goes through the same crypto backend as
+/// everything else; a token signed by another Ed25519 key is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eddsa_tokens_from_the_jwks_are_verified() {
+    use ring::signature::Ed25519KeyPair;
+    let rng = ring::rand::SystemRandom::new();
+    let ed_pair = |kid: &str| {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let jwk = json!({
+            "kid": kid, "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
+            "x": B64URL.encode(pair.public_key().as_ref()),
+        });
+        (EncodingKey::from_ed_der(pkcs8.as_ref()), jwk)
+    };
+    let (key, jwk) = ed_pair("ed-1");
+    let (other_key, _) = ed_pair("ed-1");
+    let jwks = Jwks::start(vec![jwk]);
+    let url = jwks.url.clone();
+    let stack = Stack::start_with(Db::Sqlite, move |config| {
+        config.limits = generous_limits();
+        config.auth = AuthConfig {
+            jwks_url: Some(url),
+            issuer: Some(ISSUER.into()),
+            authorized_parties: vec![APP_ORIGIN.into()],
+            algorithms: vec![Algorithm::EdDSA],
+            ..AuthConfig::defaults()
+        };
+    })
+    .await;
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some("ed-1".into());
+    let user = unique_user("ed");
+    let good = jsonwebtoken::encode(&header, &claims(&user), &key).unwrap();
+    assert_eq!(call(&stack, &good).await.status(), 200);
+    let forged = jsonwebtoken::encode(&header, &claims(&user), &other_key).unwrap();
+    assert_unauthorized(call(&stack, &forged).await, "another Ed25519 key").await;
 }

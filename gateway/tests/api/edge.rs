@@ -545,7 +545,7 @@ async fn metrics_and_readiness_can_be_served_apart_from_the_api() {
             })
         },
     );
-    let http = reqwest::Client::new();
+    let http = service_runtime::tls::http_client().build().unwrap();
     let public = format!("http://{}", server.addr);
     let private = format!("http://{ops_addr}");
     // The API listener no longer serves them; the ops listener does.

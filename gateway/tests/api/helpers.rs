@@ -125,12 +125,17 @@ pub fn start_ai_service(config: ai_service::Config) -> Server {
 /// project-service on `db`.
 pub struct ProjectService {
     pub server: Server,
-    pub database_url: String,
+    config: project_service::Config,
     _dir: Option<TempDir>,
 }
 
 impl ProjectService {
     pub async fn start(db: Db) -> Self {
+        Self::start_with(db, |_| {}).await
+    }
+
+    /// Starts it with a configuration `adjust` may change (limits).
+    pub async fn start_with(db: Db, adjust: impl FnOnce(&mut project_service::Config)) -> Self {
         let (database_url, dir) = match db {
             Db::Sqlite => {
                 let (url, dir) = fresh_sqlite_url();
@@ -138,18 +143,21 @@ impl ProjectService {
             }
             Db::Postgres => (fresh_postgres_url().await, None),
         };
-        let server = start_project_service(&database_url, SocketAddr::from(([127, 0, 0, 1], 0)));
+        let mut config = project_service::Config::with_database_url(database_url);
+        config.caller_keys = Some(service_runtime::testing::caller_keys());
+        adjust(&mut config);
+        let server = start_project_service(&config, SocketAddr::from(([127, 0, 0, 1], 0)));
         wait_for_port(server.addr).await;
         Self {
             server,
-            database_url,
+            config,
             _dir: dir,
         }
     }
 
     /// Starts it again on the same port and database after [`Server::stop`].
     pub async fn restart(&mut self) {
-        self.server = start_project_service(&self.database_url, self.server.addr);
+        self.server = start_project_service(&self.config, self.server.addr);
         wait_for_port(self.server.addr).await;
     }
 
@@ -158,9 +166,8 @@ impl ProjectService {
     }
 }
 
-fn start_project_service(database_url: &str, addr: SocketAddr) -> Server {
-    let mut config = project_service::Config::with_database_url(database_url.to_string());
-    config.caller_keys = Some(service_runtime::testing::caller_keys());
+fn start_project_service(config: &project_service::Config, addr: SocketAddr) -> Server {
+    let config = config.clone();
     Server::start(addr, move |listener, shutdown| async move {
         project_service::run(config, listener, async {
             let _ = shutdown.await;
@@ -234,7 +241,7 @@ impl Gateway {
         Self {
             base: format!("http://{}", server.addr),
             server,
-            http: reqwest::Client::new(),
+            http: service_runtime::tls::http_client().build().unwrap(),
         }
     }
 

@@ -356,3 +356,48 @@ async fn rename(db: Db) {
 }
 
 on_both_databases!(a_file_is_renamed_by_patching_its_path, rename);
+
+/// project-service's per-user caps reach the client as 422 problems naming the cap and its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_caps_are_422_naming_the_cap_and_its_value() {
+    let project = ProjectService::start_with(Db::Sqlite, |c| {
+        c.max_projects_per_user = 1;
+        c.max_user_bytes = 10;
+    })
+    .await;
+    let mut config = gateway_config(&project.url());
+    config.limits = generous_limits();
+    let gw = Gateway::start(config).await;
+    let user = unique_user("caps");
+    let id = gw.create_project(&user, "only").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let response = gw
+        .post("/api/projects", &user)
+        .json(&json!({"name": "second"}))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, 422).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("maximum of 1 projects")
+            && detail.contains("PROJECT_MAX_PROJECTS_PER_USER"),
+        "{detail}"
+    );
+
+    let response = gw
+        .put(&format!("/api/projects/{id}/files/notes.txt"), &user)
+        .json(&json!({"content": "eleven char"}))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, 422).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("limit of 10 bytes") && detail.contains("PROJECT_MAX_USER_BYTES"),
+        "{detail}"
+    );
+}

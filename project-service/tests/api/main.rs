@@ -28,3 +28,4 @@ mod isolation;
 mod limits;
 mod pagination;
 mod projects;
+mod user_caps;

@@ -87,7 +87,7 @@ fn an_hs256_token_is_not_an_assertion() {
     let hs256 = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
-        &EncodingKey::from_secret(b"a secret anyone may guess"),
+        &EncodingKey::from_secret(b"a secret anyone may guess").unwrap(),
     )
     .unwrap();
     let refused = CallerVerifier::new(&keys, audience::PROJECT)

@@ -136,7 +136,7 @@ pub async fn list_files(
         (status = 200, description = "Replaced", body = File),
         (status = 400, description = "Invalid path or content", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such project of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Project size or file count limit reached", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Project size, file count or per-user storage limit reached", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

@@ -158,6 +158,7 @@ fn project_response(status: actix_web::http::StatusCode, project: pb::Project) -
         (status = 201, description = "Created", body = Project),
         (status = 400, description = "Invalid input", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The caller already has the most projects a user may have", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

@@ -94,15 +94,33 @@ async fn usage_totals_follow_a_mix_of_calls_and_the_second_identical_request_is_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_used_up_monthly_budget_is_429_with_a_clear_message() {
-    let stack =
-        AiStack::start_with(anthropic, |ai| ai.monthly_token_budget = Some(30), |_| {}).await;
+    // The most a generate of a five-letter prompt may cost, as ai-service holds it.
+    let most = ai_service::task::Task::generate(
+        &autocrea_proto::ai::v1::GenerateRequest {
+            prompt: "first".into(),
+            language: "python".into(),
+            framework: None,
+        },
+        &ai_service::Limits::default(),
+    )
+    .unwrap()
+    .model_request()
+    .max_billable_tokens();
+    // Room for two calls and a half, each billed the most it may cost.
+    let budget = 2 * most + most / 2;
+    let stack = AiStack::start_with(
+        anthropic,
+        |ai| ai.monthly_token_budget = Some(budget),
+        |_| {},
+    )
+    .await;
+    stack.fake.set_usage(most - 4096, 4096);
     let user = unique_user("ai_budget");
-    // 23 tokens: under the budget when it starts, so it is served.
     stack
         .ok("/api/ai/generate", &user, generate_body("first"))
         .await;
     stack
-        .ok("/api/ai/generate", &user, generate_body("second"))
+        .ok("/api/ai/generate", &user, generate_body("other"))
         .await;
     let response = stack
         .post("/api/ai/generate", &user, generate_body("third"))
@@ -118,7 +136,7 @@ async fn a_used_up_monthly_budget_is_429_with_a_clear_message() {
     );
     let detail = problem["detail"].as_str().unwrap();
     assert!(
-        detail.contains("budget") && detail.contains("of 30 tokens"),
+        detail.contains("budget") && detail.contains(&format!("{} of {budget} tokens", 2 * most)),
         "{detail}"
     );
     assert_eq!(
@@ -128,8 +146,8 @@ async fn a_used_up_monthly_budget_is_429_with_a_clear_message() {
     );
 
     let usage = stack.usage(&user).await;
-    assert_eq!(usage["monthlyTokenBudget"], 30);
-    assert_eq!(usage["monthlyTokensRemaining"], 0);
+    assert_eq!(usage["monthlyTokenBudget"], budget);
+    assert_eq!(usage["monthlyTokensRemaining"], budget - 2 * most);
     // Others still have their budget.
     stack
         .ok(

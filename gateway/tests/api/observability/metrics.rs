@@ -210,7 +210,7 @@ async fn a_service_metrics_port_serves_prometheus_text() {
         .create_project(&unique_user("port"), "counted")
         .await;
 
-    let http = reqwest::Client::new();
+    let http = service_runtime::tls::http_client().build().unwrap();
     let response = http
         .get(format!("http://{addr}/metrics"))
         .send()

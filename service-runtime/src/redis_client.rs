@@ -1,0 +1,212 @@
+//! A Redis connection for state a service can do without for a while (a shared cache): every
+//! wait is bounded (connect and response timeouts), a Redis that cannot be reached at start is a
+//! warning rather than a failure, and while it is down callers skip it for a retry interval
+//! instead of each waiting for it to fail again.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::RwLock;
+
+/// How long to wait for Redis, and how long to leave it alone after it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisTimeouts {
+    /// Establishing a connection (default 1 s).
+    pub connect: Duration,
+    /// One command's answer (default 1 s).
+    pub response: Duration,
+    /// After a failure, no command is sent for this long (default 5 s).
+    pub retry_interval: Duration,
+}
+
+impl Default for RedisTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(1),
+            response: Duration::from_secs(1),
+            retry_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A lazily connected, automatically reconnecting Redis connection; `purpose` names it in logs.
+pub struct RedisClient {
+    client: redis::Client,
+    timeouts: RedisTimeouts,
+    purpose: &'static str,
+    connection: RwLock<Option<ConnectionManager>>,
+    /// While Redis is down: when to ask it again.
+    retry_at: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for RedisClient {
+    // The client holds the URL, which may hold a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisClient")
+            .field("purpose", &self.purpose)
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisClient {
+    /// A client of `url`, not connected yet; fails only when `url` is not a Redis URL.
+    pub fn new(
+        url: &str,
+        timeouts: RedisTimeouts,
+        purpose: &'static str,
+    ) -> redis::RedisResult<Self> {
+        Ok(Self {
+            client: redis::Client::open(url)?,
+            timeouts,
+            purpose,
+            connection: RwLock::new(None),
+            retry_at: Mutex::new(None),
+        })
+    }
+
+    /// Connects now, so that a misconfiguration shows in the start-up log; a failure is logged
+    /// as a warning and the next calls try again. Returns whether Redis answered.
+    pub async fn connect_at_start(&self) -> bool {
+        match self.connection().await {
+            Some(_) => {
+                tracing::info!(purpose = self.purpose, "connected to Redis");
+                true
+            }
+            // `connection` logged the warning.
+            None => false,
+        }
+    }
+
+    /// The connection, or `None` while Redis is down (then the caller goes on without it).
+    pub async fn connection(&self) -> Option<ConnectionManager> {
+        if let Some(conn) = self.connection.read().await.as_ref() {
+            return self.worth_asking().then(|| conn.clone());
+        }
+        if !self.worth_asking() {
+            return None;
+        }
+        let mut slot = self.connection.write().await;
+        if let Some(conn) = slot.as_ref() {
+            return Some(conn.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(self.timeouts.connect)
+            .set_response_timeout(self.timeouts.response)
+            .set_number_of_retries(1);
+        // ConnectionManager::new retries on its own; the outer timeout bounds the whole attempt.
+        let attempt = ConnectionManager::new_with_config(self.client.clone(), config);
+        let wait = self.timeouts.connect.saturating_mul(3);
+        match tokio::time::timeout(wait, attempt).await {
+            Ok(Ok(conn)) => {
+                *slot = Some(conn.clone());
+                self.answered();
+                Some(conn)
+            }
+            Ok(Err(error)) => {
+                self.failed(&error);
+                None
+            }
+            Err(_) => {
+                self.failed(&redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connecting timed out",
+                )));
+                None
+            }
+        }
+    }
+
+    /// Marks a command as answered: Redis is up (again).
+    pub fn answered(&self) {
+        let mut retry_at = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
+        if retry_at.take().is_some() {
+            tracing::info!(purpose = self.purpose, "Redis answers again");
+        }
+    }
+
+    /// Marks a command as failed: callers skip Redis for the retry interval. Logged once per
+    /// outage.
+    pub fn failed(&self, error: &redis::RedisError) {
+        let mut retry_at = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
+        if retry_at.is_none() {
+            tracing::warn!(
+                purpose = self.purpose,
+                error = %error,
+                retry_in_ms = u64::try_from(self.timeouts.retry_interval.as_millis()).unwrap_or(u64::MAX),
+                "Redis unavailable; going on without it until it answers"
+            );
+        }
+        *retry_at = Some(Instant::now() + self.timeouts.retry_interval);
+    }
+
+    fn worth_asking(&self) -> bool {
+        let retry_at = *self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
+        retry_at.is_none_or(|at| Instant::now() >= at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quick() -> RedisTimeouts {
+        RedisTimeouts {
+            connect: Duration::from_millis(200),
+            response: Duration::from_millis(200),
+            retry_interval: Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_is_skipped_until_the_retry_interval_ends() {
+        // A port nobody listens on.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let client =
+            RedisClient::new(&format!("redis://127.0.0.1:{port}"), quick(), "test").unwrap();
+        assert!(!client.connect_at_start().await);
+        let started = Instant::now();
+        assert!(client.connection().await.is_none());
+        assert!(
+            started.elapsed() < Duration::from_millis(50),
+            "skipped without trying: {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redis_that_never_answers_costs_at_most_the_timeouts() {
+        // Accepts connections and never says a word.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let client = RedisClient::new(&format!("redis://{addr}"), quick(), "test").unwrap();
+        let started = Instant::now();
+        assert!(!client.connect_at_start().await);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_url() {
+        let client = RedisClient::new(
+            "redis://:hunter2@cache:6379",
+            RedisTimeouts::default(),
+            "test",
+        )
+        .unwrap();
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}
