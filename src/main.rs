@@ -4,7 +4,8 @@
 //!
 //! With no authentication configured it creates a development HS256 secret (kept in
 //! `DATA_DIR/dev-secret` so tokens survive restarts) and prints a token to use with curl;
-//! `autocrea token [--user ID] [--ttl-secs N]` prints another one.
+//! `autocrea token [--user ID] [--ttl-secs N]` prints another one. Without `SECRETS_KEY` it
+//! generates the key that seals users' provider tokens and keeps it in `DATA_DIR/secrets-key`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -71,6 +72,29 @@ async fn main() -> anyhow::Result<()> {
 
     let mut deploy = deploy_service::Config::from_env()?;
     deploy.database_url = SecretString::from(sqlite_url(&data_dir, "deploy.db"));
+    if deploy.secrets_key.is_none() {
+        // The quick start keeps its state under DATA_DIR: the key that seals users' provider
+        // tokens lives beside deploy.db, so saved connections survive a restart.
+        let path = data_dir.join("secrets-key");
+        let key = match std::fs::read_to_string(&path) {
+            Ok(key) if deploy_service::Keyring::new(&key.trim().into(), None).is_ok() => {
+                key.trim().to_string()
+            }
+            _ => {
+                let key =
+                    secrecy::ExposeSecret::expose_secret(&deploy_service::Keyring::generate_key())
+                        .to_string();
+                write_private(&path, &key)?;
+                tracing::info!(
+                    file = %path.display(),
+                    "SECRETS_KEY is not set: generated a key for users' provider tokens and kept \
+                     it in this file (set SECRETS_KEY to choose your own)"
+                );
+                key
+            }
+        };
+        deploy.secrets_key = Some(SecretString::from(key));
+    }
     deploy.project_service_url = project_url.clone();
     deploy.caller_keys = Some(caller_keys.clone());
     let deploy_url = spawn(&mut tasks, "deploy-service", |l| {
@@ -199,6 +223,12 @@ fn dev_secret_in(dir: &Path) -> anyhow::Result<String> {
         }
     }
     let secret = hex::encode(rand::random::<[u8; 32]>());
+    write_private(&path, &secret)?;
+    Ok(secret)
+}
+
+/// Writes `content` to `path`, readable by the owner alone.
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     // Created readable by the owner alone from the first byte (no window in which another
     // local user could read it before a chmod).
     let mut options = std::fs::OpenOptions::new();
@@ -209,7 +239,7 @@ fn dev_secret_in(dir: &Path) -> anyhow::Result<String> {
         options.mode(0o600);
     }
     let mut file = options
-        .open(&path)
+        .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     #[cfg(unix)]
     {
@@ -217,7 +247,7 @@ fn dev_secret_in(dir: &Path) -> anyhow::Result<String> {
         use std::os::unix::fs::PermissionsExt;
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
-    std::io::Write::write_all(&mut file, secret.as_bytes())
+    std::io::Write::write_all(&mut file, content.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(secret)
+    Ok(())
 }

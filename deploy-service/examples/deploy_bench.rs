@@ -21,7 +21,6 @@ use autocrea_proto::deploy::v1::deploy_service_client::DeployServiceClient;
 use autocrea_proto::project::v1 as project_pb;
 use autocrea_proto::project::v1::project_service_client::ProjectServiceClient;
 use rand::RngCore;
-use secrecy::SecretString;
 use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, channel};
 use service_runtime::testing::{TempDir, fresh_sqlite_url};
 use tokio_stream::StreamExt;
@@ -76,13 +75,8 @@ async fn main() -> anyhow::Result<()> {
     config.caller_keys = Some(service_runtime::testing::caller_keys());
     config.project_service_url = project_url.clone();
     config.vercel.api_url = vercel.url();
-    config.vercel.token = Some(SecretString::from(fake_vercel::TOKEN));
     config.netlify.api_url = netlify.api_url();
-    config.netlify.token = Some(SecretString::from(fake_netlify::TOKEN));
     config.railway.api_url = railway.api_url();
-    config.railway.token = Some(SecretString::from(fake_railway::TOKEN));
-    config.railway.environment_id = Some(fake_railway::ENVIRONMENT.to_string());
-    config.railway.service_id = Some(fake_railway::SERVICE.to_string());
     config.poller.min_interval = Duration::from_millis(100);
     config.poller.max_interval = MAX_POLL_INTERVAL;
     config.poller.tick = Duration::from_millis(50);
@@ -104,6 +98,22 @@ async fn main() -> anyhow::Result<()> {
         .max_encoding_message_size(MAX_MESSAGE_SIZE)
         .max_decoding_message_size(MAX_MESSAGE_SIZE);
     let deploy = DeployServiceClient::new(channel(&deploy_url, ClientOptions::default())?);
+    // The bench user's own accounts at each fake provider.
+    for (provider, token) in [
+        ("vercel", fake_vercel::TOKEN),
+        ("netlify", fake_netlify::TOKEN),
+        ("railway", fake_railway::TOKEN),
+    ] {
+        deploy
+            .clone()
+            .put_connection(as_user(pb::PutConnectionRequest {
+                provider: provider.to_string(),
+                token: token.to_string(),
+                project_id: (provider == "railway").then(|| fake_railway::PROJECT.to_string()),
+                ..Default::default()
+            }))
+            .await?;
+    }
 
     for provider in ["vercel", "netlify"] {
         let mut times = Vec::new();

@@ -9,6 +9,9 @@ use service_runtime::config::{ConfigError, listen_addr, optional, parse_or};
 use service_runtime::identity::VerifyingKeys;
 use service_runtime::retry;
 
+use crate::model::Provider;
+use crate::secrets::Keyring;
+
 /// Default Vercel REST API.
 pub const DEFAULT_VERCEL_API_URL: &str = "https://api.vercel.com";
 /// Default Netlify REST API.
@@ -16,43 +19,35 @@ pub const DEFAULT_NETLIFY_API_URL: &str = "https://api.netlify.com/api/v1";
 /// Default Railway public GraphQL API.
 pub const DEFAULT_RAILWAY_API_URL: &str = "https://backboard.railway.com/graphql/v2";
 
-/// Vercel credentials and endpoint.
+/// Vercel endpoint and the operator's own account.
 #[derive(Clone)]
 pub struct VercelConfig {
     /// Base URL (`VERCEL_API_URL`).
     pub api_url: String,
-    /// Access token (`VERCEL_TOKEN`); deploys to Vercel are refused while it is unset.
+    /// The operator's access token (`VERCEL_TOKEN`), used for users without a connection only
+    /// when `DEPLOY_PLATFORM_ACCOUNTS` names `vercel`.
     pub token: Option<SecretString>,
     /// Team to act for (`VERCEL_TEAM_ID`), sent as `?teamId=` on every call.
     pub team_id: Option<String>,
 }
 
-/// Netlify credentials and endpoint.
+/// Netlify endpoint and the operator's own account.
 #[derive(Clone)]
 pub struct NetlifyConfig {
     /// Base URL including `/api/v1` (`NETLIFY_API_URL`).
     pub api_url: String,
-    /// Personal access token (`NETLIFY_AUTH_TOKEN`).
+    /// The operator's personal access token (`NETLIFY_AUTH_TOKEN`), used for users without a
+    /// connection only when `DEPLOY_PLATFORM_ACCOUNTS` names `netlify`.
     pub token: Option<SecretString>,
 }
 
-/// Railway credentials, endpoint and the service that deployments go to.
-#[derive(Clone)]
+/// Railway endpoint. Railway deploys always go to the user's own connection: there is no
+/// operator account for Railway.
+#[derive(Debug, Clone)]
 pub struct RailwayConfig {
-    /// GraphQL endpoint (`RAILWAY_API_URL`).
+    /// GraphQL endpoint (`RAILWAY_API_URL`); the tarball upload (`/project/…/up`) is on the same
+    /// host.
     pub api_url: String,
-    /// Project access token (`RAILWAY_TOKEN`, sent as `Project-Access-Token` as Railway's CLI
-    /// does).
-    pub token: Option<SecretString>,
-    /// Account or team token (`RAILWAY_API_TOKEN`, sent as `Authorization: Bearer`); used when
-    /// `RAILWAY_TOKEN` is unset. Railway refuses requests that carry both.
-    pub api_token: Option<SecretString>,
-    /// Project holding the service (`RAILWAY_PROJECT_ID`), needed to set variables.
-    pub project_id: Option<String>,
-    /// Environment to deploy in (`RAILWAY_ENVIRONMENT_ID`).
-    pub environment_id: Option<String>,
-    /// Service to deploy (`RAILWAY_SERVICE_ID`).
-    pub service_id: Option<String>,
 }
 
 /// How provider calls are retried: these settings of the shared [`retry::RetryPolicy`] (full
@@ -102,6 +97,10 @@ pub struct PollerConfig {
     /// Attempts at a step that fails for a transient reason (project-service down) before the
     /// deployment is marked `error` (10).
     pub step_attempts: i64,
+    /// Overall deadline of one deployment from its creation (`DEPLOY_MAX_BUILD_SECS`, 1800):
+    /// past it the deployment ends in `error` ("timed out at the provider") and its event
+    /// streams close.
+    pub max_build: Duration,
 }
 
 impl PollerConfig {
@@ -140,6 +139,16 @@ pub struct Config {
     pub netlify: NetlifyConfig,
     /// Railway.
     pub railway: RailwayConfig,
+    /// Providers whose operator account (the tokens above) deploys for users who have no
+    /// connection of their own (`DEPLOY_PLATFORM_ACCOUNTS=vercel,netlify`; default none; never
+    /// Railway).
+    pub platform_accounts: Vec<Provider>,
+    /// Key sealing users' provider tokens (`SECRETS_KEY`, 32 bytes in base64). Required by
+    /// [`crate::run`]; [`Config::with_database_url`] draws a random one.
+    pub secrets_key: Option<SecretString>,
+    /// The key before the last rotation (`SECRETS_KEY_PREVIOUS`): rows sealed with it still
+    /// open, and are resealed with `SECRETS_KEY` at start.
+    pub secrets_key_previous: Option<SecretString>,
     /// Retries of provider calls.
     pub retry: RetryPolicy,
     /// The poller.
@@ -171,12 +180,30 @@ impl Config {
         };
         config.railway = RailwayConfig {
             api_url: url_var("RAILWAY_API_URL", DEFAULT_RAILWAY_API_URL)?,
-            token: secret("RAILWAY_TOKEN"),
-            api_token: secret("RAILWAY_API_TOKEN"),
-            project_id: optional("RAILWAY_PROJECT_ID"),
-            environment_id: optional("RAILWAY_ENVIRONMENT_ID"),
-            service_id: optional("RAILWAY_SERVICE_ID"),
         };
+        config.platform_accounts = platform_accounts(&optional("DEPLOY_PLATFORM_ACCOUNTS"))?;
+        for provider in &config.platform_accounts {
+            let (name, token) = match provider {
+                Provider::Vercel => ("VERCEL_TOKEN", &config.vercel.token),
+                _ => ("NETLIFY_AUTH_TOKEN", &config.netlify.token),
+            };
+            if token.is_none() {
+                return Err(ConfigError::new(
+                    name,
+                    format!("DEPLOY_PLATFORM_ACCOUNTS names {provider}: set its token"),
+                ));
+            }
+        }
+        config.secrets_key = secret("SECRETS_KEY");
+        config.secrets_key_previous = secret("SECRETS_KEY_PREVIOUS");
+        for (name, key) in [
+            ("SECRETS_KEY", &config.secrets_key),
+            ("SECRETS_KEY_PREVIOUS", &config.secrets_key_previous),
+        ] {
+            if let Some(key) = key {
+                Keyring::new(key, None).map_err(|e| ConfigError::new(name, e.to_string()))?;
+            }
+        }
         config.retry.attempts = at_least_one("DEPLOY_PROVIDER_ATTEMPTS", 4)?;
         config.retry.initial_backoff =
             Duration::from_millis(parse_or("DEPLOY_PROVIDER_BACKOFF_MS", 500)?);
@@ -188,6 +215,8 @@ impl Config {
             Duration::from_millis(at_least_one("DEPLOY_POLL_MAX_MS", 15_000)?.into());
         config.poller.lease = Duration::from_secs(at_least_one("DEPLOY_LEASE_SECS", 60)?.into());
         config.poller.max_concurrent = at_least_one("DEPLOY_MAX_ACTIVE", 2000)? as usize;
+        config.poller.max_build =
+            Duration::from_secs(at_least_one("DEPLOY_MAX_BUILD_SECS", 1800)?.into());
         if let Some(id) = optional("DEPLOY_REPLICA_ID") {
             config.replica_id = id;
         }
@@ -214,12 +243,10 @@ impl Config {
             },
             railway: RailwayConfig {
                 api_url: DEFAULT_RAILWAY_API_URL.to_string(),
-                token: None,
-                api_token: None,
-                project_id: None,
-                environment_id: None,
-                service_id: None,
             },
+            platform_accounts: Vec::new(),
+            secrets_key: Some(Keyring::generate_key()),
+            secrets_key_previous: None,
             retry: RetryPolicy {
                 attempts: 4,
                 initial_backoff: Duration::from_millis(500),
@@ -234,11 +261,34 @@ impl Config {
                 lease: Duration::from_secs(60),
                 max_concurrent: 2000,
                 step_attempts: 10,
+                max_build: Duration::from_secs(1800),
             },
             replica_id: default_replica_id(),
             caller_keys: None,
         }
     }
+}
+
+/// `DEPLOY_PLATFORM_ACCOUNTS`: a comma-separated list of `vercel` and `netlify`.
+fn platform_accounts(raw: &Option<String>) -> Result<Vec<Provider>, ConfigError> {
+    const NAME: &str = "DEPLOY_PLATFORM_ACCOUNTS";
+    let mut providers = Vec::new();
+    for part in raw.iter().flat_map(|r| r.split(',')).map(str::trim) {
+        if part.is_empty() || part.eq_ignore_ascii_case("none") {
+            continue;
+        }
+        let provider = Provider::parse(part).map_err(|e| ConfigError::new(NAME, e.message))?;
+        if provider == Provider::Railway {
+            return Err(ConfigError::new(
+                NAME,
+                "Railway deploys always go to the user's own connection; remove railway",
+            ));
+        }
+        if !providers.contains(&provider) {
+            providers.push(provider);
+        }
+    }
+    Ok(providers)
 }
 
 /// A secret variable; blank counts as unset.
@@ -293,19 +343,6 @@ impl fmt::Debug for NetlifyConfig {
     }
 }
 
-impl fmt::Debug for RailwayConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RailwayConfig")
-            .field("api_url", &self.api_url)
-            .field("token", &shown(&self.token))
-            .field("api_token", &shown(&self.api_token))
-            .field("project_id", &self.project_id)
-            .field("environment_id", &self.environment_id)
-            .field("service_id", &self.service_id)
-            .finish()
-    }
-}
-
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
@@ -316,6 +353,9 @@ impl fmt::Debug for Config {
             .field("vercel", &self.vercel)
             .field("netlify", &self.netlify)
             .field("railway", &self.railway)
+            .field("platform_accounts", &self.platform_accounts)
+            .field("secrets_key", &shown(&self.secrets_key))
+            .field("secrets_key_previous", &shown(&self.secrets_key_previous))
             .field("retry", &self.retry)
             .field("poller", &self.poller)
             .field("replica_id", &self.replica_id)
@@ -326,20 +366,33 @@ impl fmt::Debug for Config {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
+
+    #[test]
+    fn platform_accounts_never_include_railway() {
+        assert!(platform_accounts(&None).unwrap().is_empty());
+        assert_eq!(
+            platform_accounts(&Some("vercel, Netlify,vercel".into())).unwrap(),
+            [Provider::Vercel, Provider::Netlify]
+        );
+        assert!(platform_accounts(&Some("railway".into())).is_err());
+        assert!(platform_accounts(&Some("heroku".into())).is_err());
+    }
 
     #[test]
     fn debug_hides_tokens_and_database_credentials() {
         let mut config = Config::with_database_url("postgres://u:hunter2@db/x".to_string());
         config.vercel.token = Some(SecretString::from("vercel-secret-token"));
         config.netlify.token = Some(SecretString::from("netlify-secret-token"));
-        config.railway.token = Some(SecretString::from("railway-secret-token"));
+        let key = config.secrets_key.clone().unwrap();
         let shown = format!("{config:?}");
         for secret in [
             "hunter2",
             "vercel-secret",
             "netlify-secret",
-            "railway-secret",
+            key.expose_secret(),
         ] {
             assert!(!shown.contains(secret), "{shown}");
         }

@@ -21,16 +21,22 @@ pub enum Error {
     /// project-service does not know the project for this caller.
     #[error("project not found")]
     ProjectNotFound,
-    /// The provider cannot be used until these variables are configured.
+    /// The caller has no account connected for the provider (and the operator's account is
+    /// not opted in for it).
     #[error(
-        "{provider} is not configured on this server: set {}",
-        variables.join(", ")
+        "no {provider} account is connected: connect yours with PUT /api/integrations/{} and \
+         your token",
+        provider.as_str()
     )]
-    MissingCredentials {
+    NotConnected {
         /// The provider asked for.
         provider: Provider,
-        /// The environment variables that are unset.
-        variables: Vec<&'static str>,
+    },
+    /// The connection to delete does not exist.
+    #[error("no {provider} connection to remove")]
+    ConnectionNotFound {
+        /// The provider.
+        provider: Provider,
     },
     /// The deployment can no longer change.
     #[error("deployment is already {}", state.as_str())]
@@ -74,8 +80,10 @@ impl From<Error> for Status {
         let message = error.to_string();
         match error {
             Error::Invalid(invalid) => invalid.into(),
-            Error::DeploymentNotFound | Error::ProjectNotFound => Status::not_found(message),
-            Error::MissingCredentials { .. }
+            Error::DeploymentNotFound
+            | Error::ProjectNotFound
+            | Error::ConnectionNotFound { .. } => Status::not_found(message),
+            Error::NotConnected { .. }
             | Error::AlreadyFinal { .. }
             | Error::NothingToRollBack { .. } => Status::failed_precondition(message),
             Error::IdempotencyKeyReused => Status::already_exists(message),
@@ -151,12 +159,18 @@ mod tests {
     }
 
     #[test]
-    fn missing_credentials_name_the_variable() {
-        let status = Status::from(Error::MissingCredentials {
-            provider: Provider::Vercel,
-            variables: vec!["VERCEL_TOKEN"],
+    fn a_missing_connection_names_the_route_to_add_one() {
+        let status = Status::from(Error::NotConnected {
+            provider: Provider::Railway,
         });
         assert_eq!(status.code(), Code::FailedPrecondition);
-        assert!(status.message().contains("VERCEL_TOKEN"), "{status:?}");
+        assert!(
+            status.message().contains("PUT /api/integrations/railway"),
+            "{status:?}"
+        );
+        let status = Status::from(Error::ConnectionNotFound {
+            provider: Provider::Vercel,
+        });
+        assert_eq!(status.code(), Code::NotFound);
     }
 }

@@ -63,6 +63,95 @@ impl fmt::Display for Provider {
     }
 }
 
+/// Whose provider account a deployment uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Account {
+    /// The owner's own connection.
+    User,
+    /// The operator's account (`DEPLOY_PLATFORM_ACCOUNTS`).
+    Platform,
+}
+
+impl Account {
+    /// The wire and database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Platform => "platform",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "user" => Some(Self::User),
+            "platform" => Some(Self::Platform),
+            _ => None,
+        }
+    }
+}
+
+/// The name of a project's home at a provider, from the AutoCrea project's name: lower-case
+/// letters, digits and single hyphens, at most 52 characters (Vercel and Netlify names are
+/// lower-case and Railway's are short), `autocrea-project` when nothing is left.
+pub fn home_name(project_name: &str) -> String {
+    let mut name = String::new();
+    for c in project_name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            name.push(c);
+        } else if !name.is_empty() && !name.ends_with('-') {
+            name.push('-');
+        }
+        if name.len() >= 52 {
+            break;
+        }
+    }
+    let name = name.trim_matches('-');
+    if name.is_empty() {
+        "autocrea-project".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// The same name made unique with the project id's first characters, for when the plain name is
+/// taken at the provider.
+pub fn unique_home_name(project_name: &str, project_id: &str) -> String {
+    let suffix: String = project_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    format!("{}-{suffix}", home_name(project_name))
+}
+
+/// Vercel's framework preset for a project's `framework` label; `None` serves the files as
+/// they are.
+pub fn vercel_framework(label: &str) -> Option<&'static str> {
+    let label: String = label
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    Some(match label.as_str() {
+        "nextjs" | "next" => "nextjs",
+        "react" | "createreactapp" | "cra" => "create-react-app",
+        "vite" | "vitereact" => "vite",
+        "vue" | "vuejs" => "vue",
+        "nuxt" | "nuxtjs" => "nuxtjs",
+        "svelte" | "sveltekit" => "sveltekit",
+        "astro" => "astro",
+        "angular" => "angular",
+        "gatsby" => "gatsby",
+        "remix" => "remix",
+        "hugo" => "hugo",
+        "eleventy" | "11ty" => "eleventy",
+        "express" => "express",
+        _ => return None,
+    })
+}
+
 /// Which environment of the provider a deployment goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -297,6 +386,19 @@ mod tests {
             let err = EnvVars::parse([(bad.to_string(), "x".into())]).unwrap_err();
             assert_eq!(err.field, "env", "{bad}");
         }
+    }
+
+    #[test]
+    fn home_names_are_provider_safe() {
+        assert_eq!(home_name("My Shop: v2!"), "my-shop-v2");
+        assert_eq!(home_name("  ***  "), "autocrea-project");
+        assert_eq!(home_name(&"a".repeat(80)).len(), 52);
+        assert_eq!(
+            unique_home_name("Site", "0193A1B2-c3d4-7000-8000-000000000000"),
+            "site-0193a1b2"
+        );
+        assert_eq!(vercel_framework("Next.js"), Some("nextjs"));
+        assert_eq!(vercel_framework("HTML"), None);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `ProjectFiles`: what deploy-service reads from project-service, always with an assertion the
 //! gateway signed for the deployment's owner, so a user can only ship their own projects and
-//! deploy-service can never act for a user who did not ask: the owner check forwards the
-//! assertion of the create call; the upload, which may run long after that call, presents the
-//! grant the gateway minted with it (read the files of this one project, for a limited time).
+//! deploy-service can never act for a user who did not ask. Calls made while the user's request
+//! lasts forward the assertion it came with (`Caller::assertion`); the upload, which may run long
+//! after it (on another replica, after a restart), presents the grant the gateway minted with the
+//! create call: read this one project and its files, for a limited time.
 
 use autocrea_proto::project::v1 as pb;
 use autocrea_proto::project::v1::project_service_client::ProjectServiceClient;
@@ -10,11 +11,20 @@ use bytes::Bytes;
 use secrecy::SecretString;
 use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, channel};
 use service_runtime::grpc_observe::TracedChannel;
-use service_runtime::identity::{ASSERTION, Caller, attach};
+use service_runtime::identity::{ASSERTION, attach};
 use tonic::{Code, Request};
 
 use crate::error::Error;
 use crate::providers::DeployFile;
+
+/// What deploy-service needs to know of a project besides its files.
+#[derive(Debug, Clone)]
+pub struct ProjectInfo {
+    /// Its name (the provider home is named after it).
+    pub name: String,
+    /// Its framework label (Vercel's framework preset comes from it).
+    pub framework: String,
+}
 
 /// A project-service client.
 #[derive(Debug, Clone)]
@@ -38,34 +48,47 @@ impl ProjectFiles {
         Ok(Self { client })
     }
 
-    /// Checks that `project` exists and belongs to `caller`, forwarding the caller's assertion.
-    pub async fn check_owner(&self, caller: &Caller, project: &str) -> Result<(), Error> {
-        self.client
+    /// The project's name and framework label, if it exists and belongs to the user `assertion`
+    /// (a forwarded caller assertion, or the deployment's grant) vouches for.
+    pub async fn project(
+        &self,
+        assertion: &SecretString,
+        project: &str,
+    ) -> Result<ProjectInfo, Error> {
+        let project = self
+            .client
             .clone()
-            .get_project(caller.forward(pb::GetProjectRequest {
-                id: project.to_string(),
-            }))
+            .get_project(presenting(
+                assertion,
+                pb::GetProjectRequest {
+                    id: project.to_string(),
+                },
+            ))
             .await
-            .map_err(status_error)?;
-        Ok(())
+            .map_err(status_error)?
+            .into_inner();
+        Ok(ProjectInfo {
+            name: project.name,
+            framework: project.framework,
+        })
     }
 
-    /// Every file of `project` with its content, read with `grant` (the owner's grant to read
-    /// exactly this project's files).
+    /// Every file of `project` with its content, as the user `assertion` vouches for sees it.
     pub async fn files(
         &self,
-        grant: &SecretString,
+        assertion: &SecretString,
         project: &str,
     ) -> Result<Vec<DeployFile>, Error> {
-        let mut request = Request::new(pb::ListFilesRequest {
-            project_id: project.to_string(),
-            include_content: true,
-        });
-        attach(&mut request, ASSERTION, grant);
         let response = self
             .client
             .clone()
-            .list_files(request)
+            .list_files(presenting(
+                assertion,
+                pb::ListFilesRequest {
+                    project_id: project.to_string(),
+                    include_content: true,
+                },
+            ))
             .await
             .map_err(status_error)?;
         Ok(response
@@ -75,6 +98,13 @@ impl ProjectFiles {
             .map(|f| DeployFile::new(f.path, Bytes::from(f.content)))
             .collect())
     }
+}
+
+/// `message` carrying `assertion`: deploy-service holds no key and signs nothing itself.
+fn presenting<T>(assertion: &SecretString, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    attach(&mut request, ASSERTION, assertion);
+    request
 }
 
 fn status_error(status: tonic::Status) -> Error {

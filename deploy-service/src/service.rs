@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::connections;
 use crate::engine::DeployEngine;
 use crate::error::{Error, Invalid, Result};
 use crate::model::{
@@ -60,8 +61,6 @@ impl DeployApi {
             )
             .into());
         }
-        // Before anything else is read or sent.
-        self.engine.providers().check(provider, &env)?;
 
         let digest = request_digest(&project, provider, target, &env);
         if let Some(key) = &key
@@ -73,10 +72,12 @@ impl DeployApi {
         {
             return same_request(existing, &digest);
         }
+        // Before anything is recorded: that the project is theirs, and whose account it goes to.
         self.engine
             .projects()
-            .check_owner(&caller, project.as_str())
+            .project(caller.assertion(), project.as_str())
             .await?;
+        let account = self.engine.account_for(&owner, provider).await?;
         let (record, created) = self
             .engine
             .create(NewDeployment {
@@ -90,6 +91,7 @@ impl DeployApi {
                 rollback_of: None,
                 provider_site_id: None,
                 message: format!("deployment to {provider} queued"),
+                account,
                 files_grant: Some(files_grant),
             })
             .await?;
@@ -107,6 +109,39 @@ impl DeployApi {
             .get(owner, &id)
             .await?
             .ok_or(Error::DeploymentNotFound)
+    }
+
+    async fn targets(&self, caller: &Caller, project: &str) -> Result<pb::ListTargetsResponse> {
+        let owner = caller.user_id.as_str();
+        let project = ProjectId::parse(project)?;
+        // An unknown project (or another user's) is NOT_FOUND, as everywhere else.
+        self.engine
+            .projects()
+            .project(caller.assertion(), project.as_str())
+            .await?;
+        let homes = self
+            .engine
+            .connections()
+            .store()
+            .homes(owner, project.as_str())
+            .await?;
+        let mut targets = Vec::with_capacity(homes.len());
+        for home in homes {
+            let url = self
+                .engine
+                .store()
+                .last_ready_url(owner, project.as_str(), home.provider)
+                .await?;
+            targets.push(pb::ProjectTarget {
+                provider: home.provider.as_str().to_string(),
+                target_id: home.target_id,
+                target_name: home.target_name,
+                account_id: home.account_id,
+                url: url.unwrap_or_default(),
+                created_at_ms: home.created_at_ms,
+            });
+        }
+        Ok(pb::ListTargetsResponse { targets })
     }
 
     async fn list(
@@ -191,6 +226,8 @@ fn to_proto(record: DeploymentRecord) -> pb::Deployment {
         created_at_ms: record.created_at_ms,
         updated_at_ms: record.updated_at_ms,
         finished_at_ms: record.finished_at_ms.unwrap_or_default(),
+        provider_state: record.provider_state.unwrap_or_default(),
+        account: record.account.as_str().to_string(),
     }
 }
 
@@ -262,7 +299,8 @@ impl DeployService for DeployApi {
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(forward_events(
             self.engine.clone(),
-            record.id,
+            record.id.clone(),
+            self.engine.deadline_ms(&record),
             changes,
             self.shutdown.clone(),
             tx,
@@ -289,6 +327,75 @@ impl DeployService for DeployApi {
         let record = self.engine.rollback(&owner, &id).await?;
         Ok(Response::new(to_proto(record)))
     }
+
+    async fn put_connection(
+        &self,
+        request: Request<pb::PutConnectionRequest>,
+    ) -> Result<Response<pb::Connection>, Status> {
+        let owner = caller(&request)?;
+        let record = self
+            .engine
+            .connections()
+            .put(&owner, request.into_inner())
+            .await?;
+        Ok(Response::new(connections::to_proto(record)))
+    }
+
+    async fn list_connections(
+        &self,
+        request: Request<pb::ListConnectionsRequest>,
+    ) -> Result<Response<pb::ListConnectionsResponse>, Status> {
+        let owner = caller(&request)?;
+        let records = self
+            .engine
+            .connections()
+            .store()
+            .list(&owner)
+            .await
+            .map_err(Status::from)?;
+        Ok(Response::new(pb::ListConnectionsResponse {
+            connections: records.into_iter().map(connections::to_proto).collect(),
+        }))
+    }
+
+    async fn delete_connection(
+        &self,
+        request: Request<pb::DeleteConnectionRequest>,
+    ) -> Result<Response<pb::DeleteConnectionResponse>, Status> {
+        let owner = caller(&request)?;
+        self.engine
+            .connections()
+            .delete(&owner, &request.get_ref().provider)
+            .await?;
+        Ok(Response::new(pb::DeleteConnectionResponse {}))
+    }
+
+    async fn list_targets(
+        &self,
+        request: Request<pb::ListTargetsRequest>,
+    ) -> Result<Response<pb::ListTargetsResponse>, Status> {
+        let caller = verified_caller(&request)?;
+        Ok(Response::new(
+            self.targets(caller, &request.get_ref().project_id).await?,
+        ))
+    }
+
+    async fn forget_project(
+        &self,
+        request: Request<pb::ForgetProjectRequest>,
+    ) -> Result<Response<pb::ForgetProjectResponse>, Status> {
+        let owner = caller(&request)?;
+        let project = ProjectId::parse(&request.get_ref().project_id).map_err(Error::from)?;
+        let forgotten = self
+            .engine
+            .connections()
+            .store()
+            .forget_project(&owner, project.as_str())
+            .await?;
+        Ok(Response::new(pb::ForgetProjectResponse {
+            forgotten: u32::try_from(forgotten).unwrap_or(u32::MAX),
+        }))
+    }
 }
 
 /// Sends the events of deployment `id` as they are committed until a final one, the client
@@ -296,6 +403,7 @@ impl DeployService for DeployApi {
 async fn forward_events(
     engine: Arc<DeployEngine>,
     id: String,
+    deadline: i64,
     mut changes: broadcast::Receiver<String>,
     mut shutdown: watch::Receiver<bool>,
     tx: mpsc::Sender<Result<pb::DeploymentEvent, Status>>,
@@ -314,6 +422,15 @@ async fn forward_events(
             let done = event.state.is_final();
             if tx.send(Ok(event_to_proto(event))).await.is_err() || done {
                 return;
+            }
+        }
+        // Past its deadline a deployment ends here too (the poller may be down or behind): the
+        // final event this commits is sent on the next round and closes the stream.
+        if crate::store::now_ms() >= deadline {
+            match engine.expire_if_due(&id).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(id, error = %e, "cannot end an overdue deployment"),
             }
         }
         // Wait for a change of this deployment, a refresh tick, the client leaving, or shutdown.

@@ -18,13 +18,15 @@ use crate::error::{DbContext, Error, Result};
 
 /// Page tokens of `ListDeployments`, bound to the caller and the project filter.
 pub const DEPLOYMENT_PAGES: PageTokens = PageTokens::new("autocrea.deploy.v1.deployments");
-use crate::model::{EnvVars, Provider, State, Target};
+use crate::model::{Account, EnvVars, Provider, State, Target};
 
+mod connections;
 mod grants;
+pub use connections::{ConnectionRecord, ConnectionStore, HomeRecord, NewConnection};
 
 const COLUMNS: &str = "id, owner_id, project_id, provider, target, state, rollback_of, env_json, \
      request_digest, provider_deployment_id, provider_site_id, provider_state, \
-     url, error, created_at_ms, updated_at_ms, finished_at_ms, polls, failures";
+     url, error, created_at_ms, updated_at_ms, finished_at_ms, polls, failures, account";
 
 const ACTIVE: &str = "('queued', 'uploading', 'building')";
 
@@ -69,6 +71,8 @@ pub struct DeploymentRecord {
     pub polls: i64,
     /// Consecutive transient failures.
     pub failures: i64,
+    /// Whose provider account it uses.
+    pub account: Account,
 }
 
 /// One event of the log.
@@ -111,6 +115,8 @@ pub struct NewDeployment {
     pub provider_site_id: Option<String>,
     /// First event's message.
     pub message: String,
+    /// Whose provider account it uses.
+    pub account: Account,
     /// The owner's grant to read the project's files, for the upload (none for a rollback).
     pub files_grant: Option<SecretString>,
 }
@@ -165,8 +171,8 @@ impl DeploymentStore {
         let inserted = sqlx::query(
             "INSERT INTO deployments (id, owner_id, project_id, provider, target, state, \
              rollback_of, env_json, idempotency_key, request_digest, provider_site_id, \
-             created_at_ms, updated_at_ms, next_poll_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11, $11, $11) \
+             created_at_ms, updated_at_ms, next_poll_at_ms, account) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11, $11, $11, $12) \
              ON CONFLICT DO NOTHING",
         )
         .bind(&id)
@@ -180,6 +186,7 @@ impl DeploymentStore {
         .bind(&new.request_digest)
         .bind(new.provider_site_id.as_deref())
         .bind(now)
+        .bind(new.account.as_str())
         .execute(tx.traced())
         .await
         .db("insert deployment")?
@@ -254,6 +261,26 @@ impl DeploymentStore {
         row.map(|r| record(&r)).transpose()
     }
 
+    /// The URL of the owner's last ready deployment of `project` on `provider`.
+    pub async fn last_ready_url(
+        &self,
+        owner: &str,
+        project: &str,
+        provider: Provider,
+    ) -> Result<Option<String>> {
+        let url: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT url FROM deployments WHERE owner_id = $1 AND project_id = $2 \
+             AND provider = $3 AND state = 'ready' ORDER BY created_at_ms DESC, id DESC LIMIT 1",
+        )
+        .bind(owner)
+        .bind(project)
+        .bind(provider.as_str())
+        .fetch_optional(self.db.traced())
+        .await
+        .db("select last ready url")?;
+        Ok(url.flatten())
+    }
+
     /// Up to `limit` of the owner's deployments after `cursor`, newest first, optionally of one
     /// project.
     pub async fn list(
@@ -301,38 +328,6 @@ impl DeploymentStore {
         .await
         .db("select previous ready deployment")?;
         row.map(|r| record(&r)).transpose()
-    }
-
-    /// The provider site used by the owner's latest deployment of `project` on `provider`.
-    pub async fn latest_site(
-        &self,
-        owner: &str,
-        project: &str,
-        provider: Provider,
-    ) -> Result<Option<String>> {
-        let site: Option<Option<String>> = sqlx::query_scalar(
-            "SELECT provider_site_id FROM deployments WHERE owner_id = $1 AND project_id = $2 \
-             AND provider = $3 AND provider_site_id IS NOT NULL \
-             ORDER BY created_at_ms DESC, id DESC LIMIT 1",
-        )
-        .bind(owner)
-        .bind(project)
-        .bind(provider.as_str())
-        .fetch_optional(self.db.traced())
-        .await
-        .db("select latest site")?;
-        Ok(site.flatten())
-    }
-
-    /// Records the provider site as soon as it exists, so a retried step reuses it.
-    pub async fn set_site(&self, id: &str, site: &str) -> Result<()> {
-        sqlx::query("UPDATE deployments SET provider_site_id = $1 WHERE id = $2")
-            .bind(site)
-            .bind(id)
-            .execute(self.db.traced())
-            .await
-            .db("set provider site")?;
-        Ok(())
     }
 
     /// Moves `id` from `from` to `to` with `change` and logs the event, in one transaction.
@@ -550,6 +545,7 @@ fn record(row: &AnyRow) -> Result<DeploymentRecord> {
     let provider = text("provider")?;
     let target = text("target")?;
     let state = text("state")?;
+    let account = text("account")?;
     Ok(DeploymentRecord {
         id: text("id")?,
         owner_id: text("owner_id")?,
@@ -570,10 +566,11 @@ fn record(row: &AnyRow) -> Result<DeploymentRecord> {
         finished_at_ms: row.try_get("finished_at_ms").db("finished_at_ms")?,
         polls: number("polls")?,
         failures: number("failures")?,
+        account: Account::parse(&account).ok_or_else(|| corrupt("account", &account))?,
     })
 }
 
-fn corrupt(column: &str, value: &str) -> Error {
+pub(crate) fn corrupt(column: &str, value: &str) -> Error {
     Error::Internal(anyhow::anyhow!("corrupt {column} {value:?} in deployments"))
 }
 

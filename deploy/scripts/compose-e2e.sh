@@ -9,8 +9,9 @@
 #   Redis without a password, sandbox-service and project-service are out of reach, and from
 #   deploy-service (which may reach it) project-service refuses an unsigned call · HS256 token · project create → add file → list
 #   · sandbox run of that file · AI generate (JSON, then streamed as SSE) against the fake
-#   Anthropic API → the generated code saved to the project and run in the sandbox · deploy of
-#   the project to the fake Vercel, followed over SSE until `ready` with its URL · project-service
+#   Anthropic API → the generated code saved to the project and run in the sandbox · a (fake)
+#   Vercel account connected through the API, then a deploy of the project to it, followed over
+#   SSE until `ready` with its URL · project-service
 #   restarted while writes go on, no acknowledged write lost · rate limit 429 · `down -v` leaves no
 #   container, volume or network behind.
 #
@@ -58,7 +59,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 secret() { python3 -c 'import secrets; print(secrets.token_hex(24))'; }
 HS256_SECRET=$(secret)
 {
-    grep -Ev '^(AUTH_HS256_SECRET|GATEWAY_PORT|GATEWAY_BIND|DOCKER_GID|SANDBOX_INSTANCE|[A-Z_]*PASSWORD|IDENTITY_[A-Z_]*|AUTOCREA_VERSION|POSTGRES_IMAGE|REDIS_IMAGE)=' .env.example
+    grep -Ev '^(AUTH_HS256_SECRET|SECRETS_KEY|GATEWAY_PORT|GATEWAY_BIND|DOCKER_GID|SANDBOX_INSTANCE|[A-Z_]*PASSWORD|IDENTITY_[A-Z_]*|AUTOCREA_VERSION|POSTGRES_IMAGE|REDIS_IMAGE)=' .env.example
     if [ "$LOCAL_BASES" = 1 ]; then
         echo "POSTGRES_IMAGE=autocrea/postgres-local:bookworm"
         echo "REDIS_IMAGE=autocrea/redis-local:bookworm"
@@ -66,6 +67,7 @@ HS256_SECRET=$(secret)
         grep -E '^(POSTGRES_IMAGE|REDIS_IMAGE)=' .env.example
     fi
     echo "AUTH_HS256_SECRET=$HS256_SECRET"
+    echo "SECRETS_KEY=$(python3 -c 'import base64, secrets; print(base64.b64encode(secrets.token_bytes(32)).decode())')"
     echo "GATEWAY_BIND=127.0.0.1"
     echo "GATEWAY_PORT=$port"
     echo "AUTOCREA_VERSION=${IMAGE_TAG:-latest}"
@@ -303,7 +305,14 @@ else
     fail "sandbox run of the generated code: $code $body"
 fi
 
-# ---- deploy: the project to the fake Vercel, followed to ready ---------------------------------
+# ---- deploy: the user's own (fake) Vercel account connected, the project deployed to it --------
+# fake_providers::vercel::TOKEN: the fake's test account, not a secret.
+call PUT /api/integrations/vercel "$alice" '{"token":"vercel-test-token-s3cr3t"}'
+if [ "$code" = 200 ] && [ "$(json 'd["accountId"]')" = user_1 ] && [ "$(json '"token" in d')" = False ]; then
+    ok "Vercel account $(json 'd["accountName"]') connected (token ending $(json 'd["tokenLast4"]'), never shown again)"
+else
+    fail "connect Vercel: $code $body"
+fi
 call POST /api/deploy "$alice" "{\"projectId\":\"$pid\",\"provider\":\"vercel\",\"target\":\"production\"}"
 if [ "$code" = 202 ] && [ "$(json 'd["state"]')" = queued ]; then
     did=$(json 'd["id"]')
@@ -332,7 +341,8 @@ PY
     follow_secs=$((SECONDS - t2))
     call GET "/api/deployments/$did" "$alice"
     url=$(json 'd["url"] or ""' || true)
-    if [ "$code" = 200 ] && [ "$(json 'd["state"]')" = ready ] && [[ "$url" =~ ^https://[a-z0-9.-]+\.vercel\.app$ ]] &&
+    if [ "$code" = 200 ] && [ "$(json 'd["state"]')" = ready ] && [ "$(json 'd["account"]')" = user ] &&
+        [[ "$url" =~ ^https://[a-z0-9.-]+\.vercel\.app$ ]] &&
         [[ "$followed" == *"→ ready | True | $url" ]]; then
         ok "deployment followed over SSE to ready in ${follow_secs} s (${followed%% |*}), live at $url"
     else

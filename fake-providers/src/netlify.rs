@@ -1,9 +1,11 @@
 //! A Netlify API stand-in (base `/api/v1`) following the documented routes and shapes:
-//! `POST /sites` (201), digest deploys `POST /sites/{site}/deploys` answering `required` with the
-//! digests it does not hold yet (identical content listed once), `PUT
-//! /deploys/{id}/files/{path}` (raw bytes), `GET /deploys/{id}` (uploading → processing → ready),
-//! `POST /deploys/{id}/cancel` (201) and `POST /sites/{site}/deploys/{id}/restore` (201).
-//! Errors are `{code, message}`.
+//! `GET /user`, `POST /sites` (201; 422 when the name is taken by any account), digest deploys
+//! `POST /sites/{site}/deploys` answering `required` with the digests it does not hold yet
+//! (identical content listed once), `PUT /deploys/{id}/files/{path}` (raw bytes),
+//! `GET /deploys/{id}` (uploading → processing → ready), `POST /deploys/{id}/cancel` (201, state
+//! `canceled`) and `POST /sites/{site}/deploys/{id}/restore` (201). Several accounts (bearer
+//! token → account): every call is checked, and sites and deploys are visible to their account
+//! only. Errors are `{code, message}`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,9 +13,12 @@ use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::server::{FakeServer, Script, bearer, new_id, sha1_hex};
+use crate::server::{Accounts, FakeServer, Script, new_id, sha1_hex};
 
+/// The token of the first account (`acct_1`).
 pub const TOKEN: &str = "netlify-test-token-s3cr3t";
+/// The token of the second account (`acct_2`).
+pub const OTHER_TOKEN: &str = "netlify-other-token-s3cr3t";
 
 #[derive(Debug, Clone)]
 pub struct Deploy {
@@ -24,13 +29,36 @@ pub struct Deploy {
     pub files: HashMap<String, String>,
     pub required: HashSet<String>,
     pub draft: bool,
+    /// What `error_message` says in state `error` (a default when unset).
+    pub error_message: Option<String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub id: String,
+    pub name: String,
+    pub account: String,
+    /// The deploy that is live.
+    pub published: Option<String>,
+}
+
+#[derive(Debug)]
 pub struct NetlifyState {
+    pub accounts: Accounts,
     pub blobs: HashMap<String, Bytes>,
-    pub sites: HashMap<String, Option<String>>,
+    pub sites: HashMap<String, Site>,
     pub deploys: HashMap<String, Deploy>,
+}
+
+impl Default for NetlifyState {
+    fn default() -> Self {
+        Self {
+            accounts: Accounts::two(TOKEN, OTHER_TOKEN, "acct_"),
+            blobs: HashMap::new(),
+            sites: HashMap::new(),
+            deploys: HashMap::new(),
+        }
+    }
 }
 
 pub type FakeNetlify = FakeServer<NetlifyState>;
@@ -51,14 +79,18 @@ fn error(status: u16, message: &str) -> HttpResponse {
         .json(json!({"code": status, "message": message}))
 }
 
-fn object(d: &Deploy) -> Value {
+fn object(d: &Deploy, site_name: &str) -> Value {
     let required: Vec<&String> = d.required.iter().collect();
-    let error_message = (d.state == "error").then_some("Canceled build");
+    let error_message = (d.state == "error").then(|| {
+        d.error_message
+            .as_deref()
+            .unwrap_or("Build script returned non-zero exit code")
+    });
     json!({
         "id": d.id, "site_id": d.site_id, "state": d.state, "required": required,
-        "deploy_ssl_url": format!("https://{}--{}.netlify.app", d.id, d.site_id),
-        "ssl_url": format!("https://{}.netlify.app", d.site_id),
-        "url": format!("http://{}.netlify.app", d.site_id),
+        "deploy_ssl_url": format!("https://{}--{site_name}.netlify.app", d.id),
+        "ssl_url": format!("https://{site_name}.netlify.app"),
+        "url": format!("http://{site_name}.netlify.app"),
         "draft": d.draft, "error_message": error_message,
     })
 }
@@ -69,9 +101,9 @@ fn handle(
     state: &mut NetlifyState,
     script: &Script,
 ) -> HttpResponse {
-    if bearer(req).as_deref() != Some(TOKEN) {
+    let Some(account) = state.accounts.of(req) else {
         return error(401, "Access Denied: your credentials are invalid");
-    }
+    };
     if req.headers().get("user-agent").is_none() {
         return error(400, "a User-Agent header is required");
     }
@@ -79,20 +111,60 @@ fn handle(
         return error(404, "Not Found");
     };
     let segments: Vec<&str> = path.split('/').collect();
+    // A deploy or site of another account does not exist for this one.
+    let own_deploy = |state: &NetlifyState, id: &str| {
+        state
+            .deploys
+            .get(id)
+            .and_then(|d| state.sites.get(&d.site_id))
+            .is_some_and(|s| s.account == account.id)
+    };
+    if let [_, id, ..] = segments.as_slice()
+        && segments[0] == "deploys"
+        && !own_deploy(state, id)
+    {
+        return error(404, "Not Found");
+    }
+    if let [_, site, _, ..] = segments.as_slice()
+        && segments[0] == "sites"
+        && state
+            .sites
+            .get(*site)
+            .is_none_or(|s| s.account != account.id)
+    {
+        return error(404, "Not Found");
+    }
     match (req.method().as_str(), segments.as_slice()) {
+        ("GET", ["user"]) => HttpResponse::Ok().json(json!({
+            "id": account.id, "full_name": account.name,
+            "email": format!("{}@example.com", account.id),
+        })),
         ("POST", ["sites"]) => {
             let id = new_id("site-");
-            state.sites.insert(id.clone(), None);
+            let name = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v["name"].as_str().map(str::to_string))
+                .unwrap_or_else(|| id.clone());
+            // Site names are subdomains of netlify.app: unique across every account.
+            if state.sites.values().any(|s| s.name == name) {
+                return error(422, "name already exists");
+            }
+            state.sites.insert(
+                id.clone(),
+                Site {
+                    id: id.clone(),
+                    name: name.clone(),
+                    account: account.id.clone(),
+                    published: None,
+                },
+            );
             HttpResponse::Created().json(json!({
-                "id": id, "name": id, "url": format!("http://{id}.netlify.app"),
-                "ssl_url": format!("https://{id}.netlify.app"),
-                "admin_url": format!("https://app.netlify.com/sites/{id}"),
+                "id": id, "name": name, "url": format!("http://{name}.netlify.app"),
+                "ssl_url": format!("https://{name}.netlify.app"),
+                "admin_url": format!("https://app.netlify.com/sites/{name}"),
             }))
         }
         ("POST", ["sites", site, "deploys"]) => {
-            if !state.sites.contains_key(*site) {
-                return error(404, "Not Found");
-            }
             let Ok(request) = serde_json::from_slice::<Value>(body) else {
                 return error(422, "invalid JSON");
             };
@@ -126,8 +198,9 @@ fn handle(
                 files,
                 required,
                 draft: request["draft"].as_bool().unwrap_or(false),
+                error_message: None,
             };
-            let answer = object(&deploy);
+            let answer = object(&deploy, &state.sites[*site].name);
             state.deploys.insert(deploy.id.clone(), deploy);
             HttpResponse::Ok().json(answer)
         }
@@ -161,9 +234,12 @@ fn handle(
                 } else if d.required.is_empty() && d.state == "prepared" {
                     d.state = "building";
                 }
-                let answer = object(d);
-                if d.state == "ready" && !d.draft {
-                    state.sites.insert(d.site_id.clone(), Some(d.id.clone()));
+                let (site_id, live) = (d.site_id.clone(), d.state == "ready" && !d.draft);
+                let deploy_id = d.id.clone();
+                let site = state.sites.get_mut(&site_id).expect("the deploy's site");
+                let answer = object(d, &site.name);
+                if live {
+                    site.published = Some(deploy_id);
                 }
                 HttpResponse::Ok().json(answer)
             }
@@ -172,16 +248,18 @@ fn handle(
         ("POST", ["deploys", id, "cancel"]) => match state.deploys.get_mut(*id) {
             Some(d) if d.state == "ready" => error(422, "deploy is already live"),
             Some(d) => {
-                d.state = "error";
-                HttpResponse::Created().json(object(d))
+                d.state = "canceled";
+                let name = state.sites[&d.site_id].name.clone();
+                HttpResponse::Created().json(object(d, &name))
             }
             None => error(404, "Not Found"),
         },
         ("POST", ["sites", site, "deploys", id, "restore"]) => {
             match state.deploys.get(*id).filter(|d| d.site_id == *site) {
                 Some(d) if d.state == "ready" => {
-                    let answer = object(d);
-                    state.sites.insert(site.to_string(), Some(id.to_string()));
+                    let entry = state.sites.get_mut(*site).expect("checked above");
+                    let answer = object(d, &entry.name);
+                    entry.published = Some(id.to_string());
                     HttpResponse::Created().json(answer)
                 }
                 Some(_) => error(422, "only a ready deploy can be restored"),

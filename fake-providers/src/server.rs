@@ -122,6 +122,11 @@ impl<S: Send + 'static> FakeServer<S> {
         self.script.lock().unwrap().requests.clone()
     }
 
+    /// Forgets the requests received so far.
+    pub fn clear_requests(&self) {
+        self.script.lock().unwrap().requests.clear();
+    }
+
     /// The requests with `method` whose path starts with `prefix`, in order.
     pub fn matching(&self, method: &str, prefix: &str) -> Vec<Recorded> {
         self.requests()
@@ -233,6 +238,44 @@ pub fn bearer(req: &HttpRequest) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string)
+}
+
+/// An account of a fake provider; a request acts in the account its token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+}
+
+/// Tokens → accounts: every fake knows two accounts out of the box (its `TOKEN` and
+/// `OTHER_TOKEN`), and tests may add more.
+#[derive(Debug, Clone, Default)]
+pub struct Accounts(pub HashMap<String, Account>);
+
+impl Accounts {
+    /// Two accounts: `first` → `{prefix}1` and `second` → `{prefix}2`.
+    pub fn two(first: &str, second: &str, prefix: &str) -> Self {
+        let mut accounts = Self::default();
+        accounts.add(first, &format!("{prefix}1"), "Test Account One");
+        accounts.add(second, &format!("{prefix}2"), "Test Account Two");
+        accounts
+    }
+
+    /// Adds (or replaces) the account `token` opens.
+    pub fn add(&mut self, token: &str, id: &str, name: &str) {
+        self.0.insert(
+            token.to_string(),
+            Account {
+                id: id.to_string(),
+                name: name.to_string(),
+            },
+        );
+    }
+
+    /// The account of the request's bearer token.
+    pub fn of(&self, req: &HttpRequest) -> Option<Account> {
+        bearer(req).and_then(|token| self.0.get(&token).cloned())
+    }
 }
 
 /// A fresh id with a prefix.

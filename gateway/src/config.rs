@@ -334,6 +334,7 @@ impl Config {
                 deploy: parse_or("RATE_LIMIT_DEPLOY", limit_defaults.deploy)?,
                 sandbox: parse_or("RATE_LIMIT_SANDBOX", limit_defaults.sandbox)?,
                 auth: parse_or("RATE_LIMIT_AUTH", limit_defaults.auth)?,
+                integrations: parse_or("RATE_LIMIT_INTEGRATIONS", limit_defaults.integrations)?,
                 redis_url: optional("REDIS_URL").map(SecretString::from),
                 redis_failure: parse_or("RATE_LIMIT_REDIS_FAILURE", RedisFailureMode::default())?,
                 enabled: flag("RATE_LIMIT_ENABLED", true)?,

@@ -228,13 +228,22 @@ pub fn request<T>(caller: &Caller, message: T) -> tonic::Request<T> {
     request
 }
 
-/// A request whose target reads `project`'s files on the caller's behalf, now and later: its
-/// assertion is also addressed to project-service (the target forwards it), and it carries a
-/// grant to read exactly that project's files for [`FILES_GRANT_LIFETIME`].
-pub fn request_reading_project<T>(caller: &Caller, project: &str, message: T) -> tonic::Request<T> {
+/// A request whose target reads the caller's project on their behalf while the call lasts: its
+/// assertion is also addressed to project-service, to which the target forwards it.
+pub fn request_via_project<T>(caller: &Caller, message: T) -> tonic::Request<T> {
     let mut request = request(caller, message);
     if let Some(who) = request.extensions_mut().get_mut::<OnBehalfOf>() {
         who.also_for.push(audience::PROJECT);
+    }
+    request
+}
+
+/// A request whose target reads `project` and its files on the caller's behalf, now and later
+/// (a deployment's upload): [`request_via_project`], plus a grant to read exactly that project
+/// for [`FILES_GRANT_LIFETIME`].
+pub fn request_reading_project<T>(caller: &Caller, project: &str, message: T) -> tonic::Request<T> {
+    let mut request = request_via_project(caller, message);
+    if let Some(who) = request.extensions_mut().get_mut::<OnBehalfOf>() {
         who.files_grant = Some((project.to_string(), FILES_GRANT_LIFETIME));
     }
     request

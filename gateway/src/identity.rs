@@ -242,6 +242,8 @@ impl Scopes {
             RouteGroup::Sandbox => Scope::Sandbox,
             RouteGroup::Deploy if reading => Scope::Read,
             RouteGroup::Deploy => Scope::Deploy,
+            // Tokens of the user's provider accounts: deploy scope, reading included.
+            RouteGroup::Integrations => Scope::Deploy,
         };
         let read_alternative = reading
             && matches!(group, RouteGroup::Ai | RouteGroup::Sandbox)

@@ -24,6 +24,9 @@ use redis::aio::ConnectionManager;
 use secrecy::SecretString;
 use tokio::sync::RwLock;
 
+mod route_group;
+pub use route_group::RouteGroup;
+
 /// A budget of `limit` requests per `period`, refilled continuously (GCRA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitPolicy {
@@ -108,6 +111,8 @@ pub struct LimitsConfig {
     pub sandbox: RateLimitPolicy,
     /// `RATE_LIMIT_AUTH`, default `5/15m`.
     pub auth: RateLimitPolicy,
+    /// `RATE_LIMIT_INTEGRATIONS`, default `20/1h` (saving a connection calls the provider).
+    pub integrations: RateLimitPolicy,
     /// `REDIS_URL`: when set, limits live in Redis and every gateway replica shares them.
     pub redis_url: Option<SecretString>,
     /// `RATE_LIMIT_REDIS_FAILURE`, default `open`: what to do while Redis does not answer (fall
@@ -125,42 +130,12 @@ impl Default for LimitsConfig {
             deploy: RateLimitPolicy::new(10, Duration::from_secs(60 * 60)),
             sandbox: RateLimitPolicy::new(100, Duration::from_secs(15 * 60)),
             auth: RateLimitPolicy::new(5, Duration::from_secs(15 * 60)),
+            integrations: RateLimitPolicy::new(20, Duration::from_secs(60 * 60)),
             redis_url: None,
             redis_failure: RedisFailureMode::default(),
             enabled: true,
         }
     }
-}
-
-/// Route groups, each with its own budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RouteGroup {
-    /// Projects and files.
-    Api,
-    /// AI operations.
-    Ai,
-    /// Deployments.
-    Deploy,
-    /// Sandbox runs.
-    Sandbox,
-    /// API key management.
-    Auth,
-}
-
-impl RouteGroup {
-    /// The group's name in headers, keys and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Api => "api",
-            Self::Ai => "ai",
-            Self::Deploy => "deploy",
-            Self::Sandbox => "sandbox",
-            Self::Auth => "auth",
-        }
-    }
-
-    /// Every group.
-    pub const ALL: [RouteGroup; 5] = [Self::Api, Self::Ai, Self::Deploy, Self::Sandbox, Self::Auth];
 }
 
 /// What the gateway does while Redis, holding the shared budgets, does not answer
@@ -256,6 +231,7 @@ impl RateLimiter {
                 RouteGroup::Ai => config.ai,
                 RouteGroup::Deploy => config.deploy,
                 RouteGroup::Sandbox => config.sandbox,
+                RouteGroup::Integrations => config.integrations,
                 RouteGroup::Auth => config.auth,
             };
             let burst = NonZeroU32::new(policy.limit).unwrap_or(NonZeroU32::MIN);

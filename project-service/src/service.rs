@@ -80,7 +80,8 @@ impl ProjectService for ProjectApi {
         &self,
         request: Request<pb::GetProjectRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        let owner = caller(&request)?;
+        // A deployment's upload reads its project (name, framework) with its grant too.
+        let owner = project_reader(&request, &request.get_ref().id)?;
         let id = project_id(&request.get_ref().id)?;
         let project = self.store.get_project(&owner, &id).await?;
         Ok(Response::new(project.into()))

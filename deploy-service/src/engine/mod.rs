@@ -15,15 +15,15 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::config::PollerConfig;
+use crate::connections::{Connections, Opened};
 use crate::error::{Error, Result};
-use crate::model::{EnvVars, Provider, State};
+use crate::model::{Account, EnvVars, State};
 use crate::projects::ProjectFiles;
-use crate::providers::{
-    DeployFile, ProviderError, Providers, RemoteState, Submitted, VercelClient,
-};
+use crate::providers::{ProviderError, Providers, RemoteState, Submitted};
 use crate::store::{Change, DeploymentRecord, DeploymentStore, NewDeployment, now_ms};
 
 mod poller;
+mod submit;
 
 /// How many deployments one claim takes at most.
 const CLAIM_BATCH: usize = 256;
@@ -35,6 +35,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct DeployEngine {
     store: DeploymentStore,
+    connections: Connections,
     providers: Providers,
     projects: ProjectFiles,
     poller: PollerConfig,
@@ -42,6 +43,8 @@ pub struct DeployEngine {
     replica: String,
     wake: Notify,
     changes: broadcast::Sender<String>,
+    /// Held while a project's home is created at a provider.
+    creating_home: tokio::sync::Mutex<()>,
 }
 
 /// What a step decided about the next look at a deployment.
@@ -92,6 +95,7 @@ impl DeployEngine {
     /// An engine; call [`DeployEngine::run_poller`] to start following deployments.
     pub fn new(
         store: DeploymentStore,
+        connections: Connections,
         providers: Providers,
         projects: ProjectFiles,
         poller: PollerConfig,
@@ -100,6 +104,7 @@ impl DeployEngine {
         let (changes, _) = broadcast::channel(4096);
         Self {
             store,
+            connections,
             providers,
             projects,
             step_retry: poller.step_retry(),
@@ -107,6 +112,7 @@ impl DeployEngine {
             replica,
             wake: Notify::new(),
             changes,
+            creating_home: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -115,9 +121,99 @@ impl DeployEngine {
         &self.store
     }
 
-    /// The provider clients.
-    pub fn providers(&self) -> &Providers {
-        &self.providers
+    /// Users' connections.
+    pub fn connections(&self) -> &Connections {
+        &self.connections
+    }
+
+    /// Whose account a new deployment of `owner` to `provider` uses: their connection, else the
+    /// operator's when opted in; otherwise the caller must connect one first.
+    pub async fn account_for(
+        &self,
+        owner: &str,
+        provider: crate::model::Provider,
+    ) -> Result<Account> {
+        if self
+            .connections
+            .store()
+            .get(owner, provider)
+            .await?
+            .is_some()
+        {
+            Ok(Account::User)
+        } else if self.providers.platform(provider).is_some() {
+            Ok(Account::Platform)
+        } else {
+            Err(Error::NotConnected { provider })
+        }
+    }
+
+    /// The credentials a step of `record` acts with, and the account id they act in.
+    async fn credentials(&self, record: &DeploymentRecord) -> Result<Opened, String> {
+        let provider = record.provider;
+        match record.account {
+            Account::Platform => self
+                .providers
+                .platform(provider)
+                .map(|credentials| Opened {
+                    credentials,
+                    account_id: "platform".to_string(),
+                })
+                .ok_or_else(|| {
+                    format!("the operator's {provider} account is no longer enabled on this server")
+                }),
+            Account::User => self
+                .connections
+                .open(&record.owner_id, provider)
+                .await?
+                .ok_or_else(|| {
+                    format!(
+                        "the {provider} connection was removed; connect an account with PUT \
+                         /api/integrations/{} and deploy again",
+                        provider.as_str()
+                    )
+                }),
+        }
+    }
+
+    /// When `record` must have ended (`DEPLOY_MAX_BUILD_SECS` after its creation), Unix ms.
+    pub fn deadline_ms(&self, record: &DeploymentRecord) -> i64 {
+        record.created_at_ms + self.poller.max_build.as_millis() as i64
+    }
+
+    /// Ends deployment `id` in `error` if it is still active past its deadline, asking the
+    /// provider to stop it; returns whether it did. Called by the poller and by event streams,
+    /// so a deployment ends on time even while no poller runs.
+    pub async fn expire_if_due(&self, id: &str) -> Result<bool> {
+        let Some(record) = self.store.get_any(id).await? else {
+            return Ok(false);
+        };
+        if record.state.is_final() || now_ms() < self.deadline_ms(&record) {
+            return Ok(false);
+        }
+        let secs = self.poller.max_build.as_secs();
+        let reason = format!(
+            "timed out at the provider: not finished {secs} s after it was created \
+             (DEPLOY_MAX_BUILD_SECS)"
+        );
+        let change = Change {
+            error: Some(reason.clone()),
+            ..Change::message(reason)
+        };
+        let expired = self
+            .transition(id, record.state, State::Error, change)
+            .await?;
+        if expired
+            && let Some(provider_id) = record.provider_deployment_id.as_deref()
+            && let Ok(opened) = self.credentials(&record).await
+            && let Err(e) = self
+                .providers
+                .cancel(record.provider, &opened.credentials, provider_id)
+                .await
+        {
+            tracing::info!(id, error = %e, "cannot cancel a timed-out deployment at the provider");
+        }
+        Ok(expired)
     }
 
     /// project-service.
@@ -162,6 +258,7 @@ impl DeployEngine {
     pub async fn cancel(&self, owner: &str, id: &str) -> Result<DeploymentRecord> {
         // The poller may move the deployment between our read and our update; each conditional
         // update that loses that race re-reads and decides again.
+        let mut asked_provider = false;
         for _ in 0..5 {
             let record = self
                 .store
@@ -169,10 +266,21 @@ impl DeployEngine {
                 .await?
                 .ok_or(Error::DeploymentNotFound)?;
             let moved = match record.state {
+                // The poller saw the provider's cancel (ours) before we recorded it: done.
+                State::Canceled if asked_provider => break,
                 state if state.is_final() => return Err(Error::AlreadyFinal { state }),
                 State::Building => {
                     let provider_id = record.provider_deployment_id.clone().unwrap_or_default();
-                    self.providers.cancel(record.provider, &provider_id).await?;
+                    let opened =
+                        self.credentials(&record)
+                            .await
+                            .map_err(|_| Error::NotConnected {
+                                provider: record.provider,
+                            })?;
+                    self.providers
+                        .cancel(record.provider, &opened.credentials, &provider_id)
+                        .await?;
+                    asked_provider = true;
                     let message = format!("canceled; {} confirmed the cancel", record.provider);
                     self.transition(
                         id,
@@ -206,7 +314,6 @@ impl DeployEngine {
             .get(owner, id)
             .await?
             .ok_or(Error::DeploymentNotFound)?;
-        self.providers.check(record.provider, &EnvVars::default())?;
         let previous =
             self.store
                 .previous_ready(&record)
@@ -214,6 +321,21 @@ impl DeployEngine {
                 .ok_or(Error::NothingToRollBack {
                     provider: record.provider,
                 })?;
+        // The rollback acts in the account the earlier deployment went to.
+        let usable = match previous.account {
+            Account::User => self
+                .connections
+                .store()
+                .get(owner, record.provider)
+                .await?
+                .is_some(),
+            Account::Platform => self.providers.platform(record.provider).is_some(),
+        };
+        if !usable {
+            return Err(Error::NotConnected {
+                provider: record.provider,
+            });
+        }
         let (created, _) = self
             .create(NewDeployment {
                 owner_id: owner.to_string(),
@@ -226,6 +348,7 @@ impl DeployEngine {
                 rollback_of: Some(previous.id.clone()),
                 provider_site_id: previous.provider_site_id.clone(),
                 message: format!("rollback to deployment {} queued", previous.id),
+                account: previous.account,
                 // A rollback makes an earlier upload live again: it reads no files.
                 files_grant: None,
             })

@@ -72,7 +72,12 @@ impl DeployEngine {
     async fn step(&self, record: DeploymentRecord) {
         let mut polls = record.polls;
         let mut failures = record.failures;
+        let deadline = self.deadline_ms(&record);
         let work = async {
+            if now_ms() >= deadline {
+                self.expire_if_due(&record.id).await?;
+                return Ok(Next::Done);
+            }
             match record.state {
                 State::Queued | State::Uploading => self.start(&record).await,
                 State::Building => {
@@ -123,7 +128,8 @@ impl DeployEngine {
                 self.retry_delay(failures).wait()
             }
         };
-        let next_at = now_ms() + delay.as_millis() as i64;
+        // The next look comes no later than the deadline, which that look then enforces.
+        let next_at = (now_ms() + delay.as_millis() as i64).min(deadline);
         if let Err(e) = self
             .store
             .release(&record.id, &self.replica, next_at, polls, failures)
@@ -216,11 +222,23 @@ impl DeployEngine {
             .await?
         {
             // Canceled while we were uploading: stop whatever the provider started.
-            if let Err(e) = self
-                .providers
-                .cancel(record.provider, &submitted.deployment_id)
-                .await
-            {
+            let canceled = match self.credentials(record).await {
+                Ok(opened) => {
+                    self.providers
+                        .cancel(
+                            record.provider,
+                            &opened.credentials,
+                            &submitted.deployment_id,
+                        )
+                        .await
+                }
+                Err(reason) => Err(ProviderError::Protocol {
+                    provider: record.provider,
+                    what: "cancel".to_string(),
+                    message: reason,
+                }),
+            };
+            if let Err(e) = canceled {
                 tracing::warn!(id, error = %e, "cannot cancel at the provider after a cancel");
             }
             return Ok(Next::Done);
@@ -230,81 +248,6 @@ impl DeployEngine {
             Some(record) => self.poll(&record).await,
             None => Ok(Next::Done),
         }
-    }
-
-    /// Does the provider's part of sending a deployment (or a rollback).
-    async fn submit(&self, record: &DeploymentRecord) -> Result<Submitted, StepFailure> {
-        if let Some(previous_id) = &record.rollback_of {
-            let previous = self
-                .store
-                .get_any(previous_id)
-                .await?
-                .ok_or_else(|| StepFailure::Fail("the deployment to restore is gone".into()))?;
-            let provider_id = previous.provider_deployment_id.as_deref().ok_or_else(|| {
-                StepFailure::Fail("the deployment to restore has no provider id".into())
-            })?;
-            return Ok(self
-                .providers
-                .rollback(
-                    record.provider,
-                    previous.provider_site_id.as_deref(),
-                    provider_id,
-                    record.target,
-                )
-                .await?);
-        }
-        match record.provider {
-            Provider::Vercel => {
-                let files = self.files(record).await?;
-                let vercel = self.providers.vercel()?;
-                let name = VercelClient::project_name(&record.project_id);
-                if !record.env.is_empty() {
-                    vercel.set_env(&name, &record.env).await?;
-                }
-                Ok(vercel.deploy(&name, record.target, &files).await?)
-            }
-            Provider::Netlify => {
-                let files = self.files(record).await?;
-                let netlify = self.providers.netlify()?;
-                let known = match &record.provider_site_id {
-                    Some(site) => Some(site.clone()),
-                    None => {
-                        self.store
-                            .latest_site(&record.owner_id, &record.project_id, Provider::Netlify)
-                            .await?
-                    }
-                };
-                let site = match known {
-                    Some(site) => site,
-                    None => netlify.create_site().await?,
-                };
-                // Kept before deploying so a retry after a crash reuses the site.
-                self.store.set_site(&record.id, &site).await?;
-                Ok(netlify.deploy(&site, record.target, &files).await?)
-            }
-            Provider::Railway => {
-                let railway = self.providers.railway()?;
-                if !record.env.is_empty() {
-                    railway.set_variables(&record.env).await?;
-                }
-                Ok(railway.deploy().await?)
-            }
-        }
-    }
-
-    async fn files(&self, record: &DeploymentRecord) -> Result<Vec<DeployFile>, StepFailure> {
-        let grant = self.store.files_grant(&record.id).await?.ok_or_else(|| {
-            StepFailure::Fail(
-                "no permission to read the project files was kept; deploy again".into(),
-            )
-        })?;
-        let files = self.projects.files(&grant, &record.project_id).await?;
-        if files.is_empty() {
-            return Err(StepFailure::Fail(
-                "the project has no files to deploy".to_string(),
-            ));
-        }
-        Ok(files)
     }
 
     /// Reads the provider's state of a building deployment and records what changed.
@@ -320,7 +263,23 @@ impl DeployEngine {
                 .await?;
             return Ok(Next::Done);
         };
-        let status = match self.providers.status(record.provider, provider_id).await {
+        let credentials = match self.credentials(record).await {
+            Ok(opened) => opened.credentials,
+            Err(reason) => {
+                let change = Change {
+                    error: Some(reason.clone()),
+                    ..Change::message(reason)
+                };
+                self.transition(id, State::Building, State::Error, change)
+                    .await?;
+                return Ok(Next::Done);
+            }
+        };
+        let status = self
+            .providers
+            .status(record.provider, &credentials, provider_id, record.target)
+            .await;
+        let status = match status {
             Ok(status) => status,
             Err(e) if e.is_transient() => return Ok(Next::Retry(e.to_string())),
             Err(e) => {
@@ -335,17 +294,16 @@ impl DeployEngine {
         };
         let provider = record.provider;
         let (to, change) = match status.state {
-            RemoteState::InProgress(raw) => {
-                if record.provider_state.as_deref() != Some(raw.as_str())
+            RemoteState::InProgress(_) | RemoteState::Waiting(_) => {
+                let raw = status.raw.as_str();
+                let message = match &status.state {
+                    RemoteState::Waiting(why) => format!("{provider}: {raw}: {why}"),
+                    _ => format!("{provider}: {raw}"),
+                };
+                if record.provider_state.as_deref() != Some(raw)
                     && self
                         .store
-                        .progress(
-                            id,
-                            State::Building,
-                            &raw,
-                            status.url.as_deref(),
-                            &format!("{provider}: {raw}"),
-                        )
+                        .progress(id, State::Building, raw, status.url.as_deref(), &message)
                         .await?
                 {
                     self.changed(id);
@@ -354,10 +312,13 @@ impl DeployEngine {
             }
             RemoteState::Ready => {
                 let url = status.url.clone().or_else(|| record.url.clone());
-                let message = match &url {
+                let mut message = match &url {
                     Some(url) => format!("live at {url}"),
                     None => "live".to_string(),
                 };
+                if let Some(note) = &status.note {
+                    message = format!("{message} ({provider}: {}: {note})", status.raw);
+                }
                 (
                     State::Ready,
                     Change {

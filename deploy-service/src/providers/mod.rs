@@ -4,19 +4,21 @@
 mod http;
 mod netlify;
 mod railway;
+mod tarball;
 mod vercel;
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use secrecy::SecretString;
 use sha1::{Digest, Sha1};
 
-use crate::config::Config;
-use crate::error::Error;
-use crate::model::{EnvVars, Provider, Target};
+use crate::config::{Config, RetryPolicy};
+use crate::model::{Provider, Target};
 
 pub use netlify::NetlifyClient;
 pub use railway::RailwayClient;
+pub use tarball::tarball;
 pub use vercel::VercelClient;
 
 /// A provider call that failed; the text is what users read as the deployment's error, so it
@@ -131,6 +133,9 @@ pub struct Submitted {
 pub enum RemoteState {
     /// Still going; the provider's own state name.
     InProgress(String),
+    /// Held at the provider until something happens there (Vercel `BLOCKED`, Railway
+    /// `NEEDS_APPROVAL`, `WAITING`): not failed, not progressing by itself; what it waits for.
+    Waiting(String),
     /// Live.
     Ready,
     /// Failed, with the provider's reason.
@@ -148,19 +153,82 @@ pub struct RemoteStatus {
     pub raw: String,
     /// The URL, when known.
     pub url: Option<String>,
+    /// Something people should know about a ready deployment (Railway `SLEEPING`).
+    pub note: Option<String>,
 }
 
-/// The provider clients that have credentials, and what is missing for the others.
+/// What provider calls act with: a token and its scoping. Built from the owner's connection
+/// (or the operator's account), never kept longer than one step.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The token.
+    pub token: SecretString,
+    /// Vercel: the team (`?teamId=`).
+    pub team_id: Option<String>,
+    /// Railway: the project services are created in.
+    pub project_id: Option<String>,
+    /// Railway: the environment deployed to.
+    pub environment_id: Option<String>,
+}
+
+impl Credentials {
+    /// A bare token.
+    pub fn token(token: SecretString) -> Self {
+        Self {
+            token,
+            team_id: None,
+            project_id: None,
+            environment_id: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("team_id", &self.team_id)
+            .field("project_id", &self.project_id)
+            .field("environment_id", &self.environment_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A project's home at a provider, as the clients use it.
+#[derive(Debug, Clone)]
+pub struct Home {
+    /// Vercel project id, Netlify site id, Railway service id.
+    pub id: String,
+    /// Its name at the provider.
+    pub name: String,
+}
+
+/// An account as the provider reports it when a token is verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedAccount {
+    /// The account's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Railway: the project and environment resolved from the request.
+    pub project_id: Option<String>,
+    /// Railway: the environment.
+    pub environment_id: Option<String>,
+}
+
+/// Makes a client of each provider for given credentials, and holds the operator's accounts
+/// that `DEPLOY_PLATFORM_ACCOUNTS` opts in.
 #[derive(Debug, Clone)]
 pub struct Providers {
-    vercel: Option<VercelClient>,
-    netlify: Option<NetlifyClient>,
-    railway: Option<RailwayClient>,
-    missing: Vec<(Provider, Vec<&'static str>)>,
+    client: reqwest::Client,
+    retry: RetryPolicy,
+    vercel: String,
+    netlify: reqwest::Url,
+    railway: String,
+    platform: Vec<(Provider, Credentials)>,
 }
 
 impl Providers {
-    /// Builds a client for every provider whose credentials are configured.
+    /// Clients over one HTTP connection pool.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let client = service_runtime::tls::http_client()
             .user_agent(concat!(
@@ -170,123 +238,120 @@ impl Providers {
             .timeout(config.retry.request_timeout)
             .connect_timeout(Duration::from_secs(10))
             .build()?;
-        let mut missing = Vec::new();
-
-        let vercel = match &config.vercel.token {
-            Some(token) => Some(VercelClient::new(
-                http::HttpCaller::new(client.clone(), config.retry, Provider::Vercel),
-                &config.vercel.api_url,
-                token.clone(),
-                config.vercel.team_id.clone(),
-            )),
-            None => {
-                missing.push((Provider::Vercel, vec!["VERCEL_TOKEN"]));
-                None
+        let mut platform = Vec::new();
+        for provider in &config.platform_accounts {
+            let credentials = match provider {
+                Provider::Vercel => config.vercel.token.clone().map(|token| Credentials {
+                    team_id: config.vercel.team_id.clone(),
+                    ..Credentials::token(token)
+                }),
+                Provider::Netlify => config.netlify.token.clone().map(Credentials::token),
+                Provider::Railway => None,
+            };
+            if let Some(credentials) = credentials {
+                platform.push((*provider, credentials));
             }
-        };
-        let netlify = match &config.netlify.token {
-            Some(token) => Some(NetlifyClient::new(
-                http::HttpCaller::new(client.clone(), config.retry, Provider::Netlify),
-                &config.netlify.api_url,
-                token.clone(),
-            )?),
-            None => {
-                missing.push((Provider::Netlify, vec!["NETLIFY_AUTH_TOKEN"]));
-                None
-            }
-        };
-        let railway_config = &config.railway;
-        let mut railway_missing = Vec::new();
-        if railway_config.token.is_none() && railway_config.api_token.is_none() {
-            railway_missing.push("RAILWAY_TOKEN");
         }
-        if railway_config.environment_id.is_none() {
-            railway_missing.push("RAILWAY_ENVIRONMENT_ID");
-        }
-        if railway_config.service_id.is_none() {
-            railway_missing.push("RAILWAY_SERVICE_ID");
-        }
-        let railway = if railway_missing.is_empty() {
-            Some(RailwayClient::new(
-                http::HttpCaller::new(client, config.retry, Provider::Railway),
-                railway_config,
-            ))
-        } else {
-            missing.push((Provider::Railway, railway_missing));
-            None
-        };
         Ok(Self {
-            vercel,
-            netlify,
-            railway,
-            missing,
+            client,
+            retry: config.retry,
+            vercel: config.vercel.api_url.clone(),
+            netlify: reqwest::Url::parse(config.netlify.api_url.trim_end_matches('/'))?,
+            railway: config.railway.api_url.clone(),
+            platform,
         })
     }
 
-    /// Refuses a deployment that could not be sent: credentials or ids unset (naming the
-    /// variables), or variables for Railway without `RAILWAY_PROJECT_ID`.
-    pub fn check(&self, provider: Provider, env: &EnvVars) -> Result<(), Error> {
-        if let Some((_, variables)) = self.missing.iter().find(|(p, _)| *p == provider) {
-            return Err(Error::MissingCredentials {
-                provider,
-                variables: variables.clone(),
-            });
+    fn caller(&self, provider: Provider, retry: RetryPolicy) -> http::HttpCaller {
+        http::HttpCaller::new(self.client.clone(), retry, provider)
+    }
+
+    /// The operator's account for `provider`, when opted in.
+    pub fn platform(&self, provider: Provider) -> Option<Credentials> {
+        self.platform
+            .iter()
+            .find(|(p, _)| *p == provider)
+            .map(|(_, c)| c.clone())
+    }
+
+    /// A Vercel client acting with `credentials`.
+    pub fn vercel(&self, credentials: &Credentials) -> VercelClient {
+        self.vercel_with(credentials, self.retry)
+    }
+
+    fn vercel_with(&self, credentials: &Credentials, retry: RetryPolicy) -> VercelClient {
+        let caller = self.caller(Provider::Vercel, retry);
+        VercelClient::new(caller, &self.vercel, credentials)
+    }
+
+    /// A Netlify client acting with `credentials`.
+    pub fn netlify(&self, credentials: &Credentials) -> NetlifyClient {
+        self.netlify_with(credentials, self.retry)
+    }
+
+    fn netlify_with(&self, credentials: &Credentials, retry: RetryPolicy) -> NetlifyClient {
+        let caller = self.caller(Provider::Netlify, retry);
+        NetlifyClient::new(caller, self.netlify.clone(), credentials)
+    }
+
+    /// A Railway client acting with `credentials`.
+    pub fn railway(&self, credentials: &Credentials) -> RailwayClient {
+        self.railway_with(credentials, self.retry)
+    }
+
+    fn railway_with(&self, credentials: &Credentials, retry: RetryPolicy) -> RailwayClient {
+        let caller = self.caller(Provider::Railway, retry);
+        RailwayClient::new(caller, &self.railway, credentials)
+    }
+
+    /// Checks a token with the provider and returns the account it belongs to (for Railway,
+    /// also the project and environment deployments will use, creating the project in
+    /// `workspace` when no project is given).
+    pub async fn verify(
+        &self,
+        provider: Provider,
+        credentials: &Credentials,
+        workspace: Option<&str>,
+    ) -> Result<VerifiedAccount, ProviderError> {
+        // Someone is waiting for the answer: one attempt, no back-off; an unreachable provider is
+        // a 503 they can retry.
+        let once = RetryPolicy {
+            attempts: 1,
+            ..self.retry
+        };
+        match provider {
+            Provider::Vercel => self.vercel_with(credentials, once).whoami().await,
+            Provider::Netlify => self.netlify_with(credentials, once).whoami().await,
+            Provider::Railway => self.railway_with(credentials, once).whoami(workspace).await,
         }
-        if provider == Provider::Railway
-            && !env.is_empty()
-            && self
-                .railway
-                .as_ref()
-                .is_some_and(|r| !r.can_set_variables())
-        {
-            return Err(Error::MissingCredentials {
-                provider,
-                variables: vec!["RAILWAY_PROJECT_ID"],
-            });
-        }
-        Ok(())
-    }
-
-    /// The Vercel client.
-    pub fn vercel(&self) -> Result<&VercelClient, ProviderError> {
-        self.vercel
-            .as_ref()
-            .ok_or_else(|| unconfigured(Provider::Vercel))
-    }
-
-    /// The Netlify client.
-    pub fn netlify(&self) -> Result<&NetlifyClient, ProviderError> {
-        self.netlify
-            .as_ref()
-            .ok_or_else(|| unconfigured(Provider::Netlify))
-    }
-
-    /// The Railway client.
-    pub fn railway(&self) -> Result<&RailwayClient, ProviderError> {
-        self.railway
-            .as_ref()
-            .ok_or_else(|| unconfigured(Provider::Railway))
     }
 
     /// Reads the state of deployment `id`.
     pub async fn status(
         &self,
         provider: Provider,
+        credentials: &Credentials,
         id: &str,
+        target: Target,
     ) -> Result<RemoteStatus, ProviderError> {
         match provider {
-            Provider::Vercel => self.vercel()?.status(id).await,
-            Provider::Netlify => self.netlify()?.status(id).await,
-            Provider::Railway => self.railway()?.status(id).await,
+            Provider::Vercel => self.vercel(credentials).status(id).await,
+            Provider::Netlify => self.netlify(credentials).status(id, target).await,
+            Provider::Railway => self.railway(credentials).status(id).await,
         }
     }
 
     /// Asks the provider to stop deployment `id`.
-    pub async fn cancel(&self, provider: Provider, id: &str) -> Result<(), ProviderError> {
+    pub async fn cancel(
+        &self,
+        provider: Provider,
+        credentials: &Credentials,
+        id: &str,
+    ) -> Result<(), ProviderError> {
         match provider {
-            Provider::Vercel => self.vercel()?.cancel(id).await,
-            Provider::Netlify => self.netlify()?.cancel(id).await,
-            Provider::Railway => self.railway()?.cancel(id).await,
+            Provider::Vercel => self.vercel(credentials).cancel(id).await,
+            Provider::Netlify => self.netlify(credentials).cancel(id).await,
+            Provider::Railway => self.railway(credentials).cancel(id).await,
         }
     }
 
@@ -294,32 +359,21 @@ impl Providers {
     pub async fn rollback(
         &self,
         provider: Provider,
+        credentials: &Credentials,
         site: Option<&str>,
         previous: &str,
         target: Target,
     ) -> Result<Submitted, ProviderError> {
+        let site = site.ok_or_else(|| missing_site(provider))?;
         match provider {
             Provider::Vercel => {
-                let name = site.ok_or_else(|| missing_site(provider))?;
-                self.vercel()?.redeploy(name, previous, target).await
+                self.vercel(credentials)
+                    .redeploy(site, previous, target)
+                    .await
             }
-            Provider::Netlify => {
-                let site = site.ok_or_else(|| missing_site(provider))?;
-                self.netlify()?.restore(site, previous).await
-            }
-            Provider::Railway => self.railway()?.rollback(previous).await,
+            Provider::Netlify => self.netlify(credentials).restore(site, previous).await,
+            Provider::Railway => self.railway(credentials).rollback(site, previous).await,
         }
-    }
-}
-
-/// Credentials disappeared between the check and the work (a restart with another
-/// configuration): the deployment fails with the variable to set.
-fn unconfigured(provider: Provider) -> ProviderError {
-    ProviderError::Rejected {
-        provider,
-        what: "configuration".to_string(),
-        status: 0,
-        message: format!("credentials for {provider} are not configured on this server"),
     }
 }
 

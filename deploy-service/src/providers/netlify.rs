@@ -1,7 +1,8 @@
 //! Netlify REST API: a site per AutoCrea project (`POST /sites`), digest deploys
 //! (`POST /sites/{site}/deploys` with the path→SHA-1 map, then `PUT /deploys/{id}/files/{path}`
 //! for the digests Netlify lists as `required`), status (`GET /deploys/{id}`), cancel
-//! (`POST /deploys/{id}/cancel`) and rollback (`POST /sites/{site}/deploys/{id}/restore`).
+//! (`POST /deploys/{id}/cancel`) and rollback (`POST /sites/{site}/deploys/{id}/restore`);
+//! tokens verified with `GET /user`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -11,7 +12,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::http::{HttpCaller, Reply};
-use super::{DeployFile, ProviderError, RemoteState, RemoteStatus, Submitted};
+use super::{
+    Credentials, DeployFile, Home, ProviderError, RemoteState, RemoteStatus, Submitted,
+    VerifiedAccount,
+};
 use crate::model::{Provider, Target};
 
 const P: Provider = Provider::Netlify;
@@ -36,12 +40,12 @@ impl std::fmt::Debug for NetlifyClient {
 }
 
 impl NetlifyClient {
-    pub(crate) fn new(http: HttpCaller, base: &str, token: SecretString) -> anyhow::Result<Self> {
-        Ok(Self {
+    pub(crate) fn new(http: HttpCaller, base: Url, credentials: &Credentials) -> Self {
+        Self {
             http,
-            base: Url::parse(base.trim_end_matches('/'))?,
-            token,
-        })
+            base,
+            token: credentials.token.clone(),
+        }
     }
 
     /// The URL of `segments` under the base, each segment escaped (file paths may hold spaces
@@ -60,22 +64,50 @@ impl NetlifyClient {
             .bearer_auth(self.token.expose_secret())
     }
 
-    /// Creates a site with a name Netlify picks; returns its id.
-    pub async fn create_site(&self) -> Result<String, ProviderError> {
-        let reply = self
+    /// The account the token belongs to (`GET /user`).
+    pub async fn whoami(&self) -> Result<VerifiedAccount, ProviderError> {
+        let user = self
             .http
-            .send("site creation", |c| {
-                self.request(c, Method::POST, self.url(["sites"]))
-                    .json(&json!({}))
+            .send("token check", |c| {
+                self.request(c, Method::GET, self.url(["user"]))
             })
             .await?
-            .success(P, "site creation")?;
-        reply
-            .json()
-            .get("id")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| protocol("site creation", "no site id in the answer"))
+            .success(P, "token check")?
+            .json();
+        let id = string(&user, "id")
+            .ok_or_else(|| protocol("token check", "no user id in the answer"))?;
+        let name = string(&user, "full_name")
+            .or_else(|| string(&user, "email"))
+            .unwrap_or_else(|| id.clone());
+        Ok(VerifiedAccount {
+            id,
+            name,
+            project_id: None,
+            environment_id: None,
+        })
+    }
+
+    /// Creates a site named `name` (its subdomain); when Netlify refuses the name (taken
+    /// across Netlify), one with a name Netlify picks.
+    pub async fn create_site(&self, name: &str) -> Result<Home, ProviderError> {
+        let mut reply = self.post_site(json!({"name": name})).await?;
+        if reply.status.as_u16() == 422 {
+            reply = self.post_site(json!({})).await?;
+        }
+        let site = reply.success(P, "site creation")?.json();
+        let id = string(&site, "id")
+            .ok_or_else(|| protocol("site creation", "no site id in the answer"))?;
+        let name = string(&site, "name").unwrap_or_else(|| id.clone());
+        Ok(Home { id, name })
+    }
+
+    async fn post_site(&self, body: Value) -> Result<Reply, ProviderError> {
+        self.http
+            .send("site creation", |c| {
+                self.request(c, Method::POST, self.url(["sites"]))
+                    .json(&body)
+            })
+            .await
     }
 
     /// Deploys `files` to `site` by digest, uploading only what Netlify does not have yet.
@@ -137,7 +169,7 @@ impl NetlifyClient {
         Ok(Submitted {
             deployment_id: id,
             site_id: Some(site.to_string()),
-            url: deploy_url(&deploy),
+            url: deploy_url(&deploy, target),
         })
     }
 
@@ -166,29 +198,25 @@ impl NetlifyClient {
             .success(P, "status")
     }
 
-    /// Reads a deploy.
-    pub async fn status(&self, id: &str) -> Result<RemoteStatus, ProviderError> {
+    /// Reads a deploy; a preview (draft) reports its own URL, not the live site's.
+    pub async fn status(&self, id: &str, target: Target) -> Result<RemoteStatus, ProviderError> {
         let deploy = self.get(id).await?.json();
         let raw =
             string(&deploy, "state").ok_or_else(|| protocol("status", "no state in the deploy"))?;
+        // The state says what happened; the error text is for people and is never parsed.
         let state = match raw.as_str() {
             "ready" => RemoteState::Ready,
-            "error" => {
-                let message = string(&deploy, "error_message")
-                    .unwrap_or_else(|| "the deploy failed".to_string());
-                // Netlify reports a canceled deploy as an error whose message says so.
-                if message.to_ascii_lowercase().contains("cancel") {
-                    RemoteState::Canceled
-                } else {
-                    RemoteState::Failed(message)
-                }
-            }
+            "canceled" | "cancelled" => RemoteState::Canceled,
+            "error" | "failed" => RemoteState::Failed(
+                string(&deploy, "error_message").unwrap_or_else(|| "the deploy failed".to_string()),
+            ),
             other => RemoteState::InProgress(other.to_string()),
         };
         Ok(RemoteStatus {
             state,
             raw,
-            url: deploy_url(&deploy),
+            url: deploy_url(&deploy, target),
+            note: None,
         })
     }
 
@@ -220,7 +248,8 @@ impl NetlifyClient {
         Ok(Submitted {
             deployment_id: string(&deploy, "id").unwrap_or_else(|| id.to_string()),
             site_id: Some(site.to_string()),
-            url: deploy_url(&deploy),
+            // Restored means published: the live site's URL.
+            url: deploy_url(&deploy, Target::Production),
         })
     }
 }
@@ -232,11 +261,17 @@ fn string(json: &Value, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The site URL for a published deploy, else the deploy's own URL.
-fn deploy_url(deploy: &Value) -> Option<String> {
-    string(deploy, "ssl_url")
-        .or_else(|| string(deploy, "deploy_ssl_url"))
-        .or_else(|| string(deploy, "url"))
+/// The live site's URL for a published deploy; a draft's own URL (`deploy_ssl_url`) for a
+/// preview, which is not what the site serves.
+fn deploy_url(deploy: &Value, target: Target) -> Option<String> {
+    let draft = target == Target::Preview || deploy.get("draft") == Some(&Value::Bool(true));
+    if draft {
+        string(deploy, "deploy_ssl_url").or_else(|| string(deploy, "deploy_url"))
+    } else {
+        string(deploy, "ssl_url")
+            .or_else(|| string(deploy, "deploy_ssl_url"))
+            .or_else(|| string(deploy, "url"))
+    }
 }
 
 fn protocol(what: &str, message: &str) -> ProviderError {

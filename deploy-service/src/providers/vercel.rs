@@ -1,7 +1,8 @@
 //! Vercel REST API: files are uploaded by SHA-1 digest (`POST /v2/files`), deployments created
 //! from the file list (`POST /v13/deployments`), read (`GET /v13/deployments/{id}`) and
-//! canceled (`PATCH /v12/deployments/{id}/cancel`); project environment variables go through
-//! `POST /v10/projects/{name}/env?upsert=true`.
+//! canceled (`PATCH /v12/deployments/{id}/cancel`); a Vercel project per AutoCrea project
+//! (`POST /v10/projects`), its environment variables through
+//! `POST /v10/projects/{id}/env?upsert=true`; tokens verified with `GET /v2/user`.
 
 use std::collections::HashSet;
 
@@ -10,7 +11,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::http::{HttpCaller, Reply, error_text};
-use super::{DeployFile, ProviderError, RemoteState, RemoteStatus, Submitted, with_scheme};
+use super::{
+    Credentials, DeployFile, Home, ProviderError, RemoteState, RemoteStatus, Submitted,
+    VerifiedAccount, with_scheme,
+};
 use crate::model::{EnvVars, Provider, Target};
 
 const P: Provider = Provider::Vercel;
@@ -36,17 +40,12 @@ impl std::fmt::Debug for VercelClient {
 }
 
 impl VercelClient {
-    pub(crate) fn new(
-        http: HttpCaller,
-        base: &str,
-        token: SecretString,
-        team_id: Option<String>,
-    ) -> Self {
+    pub(crate) fn new(http: HttpCaller, base: &str, credentials: &Credentials) -> Self {
         Self {
             http,
             base: base.trim_end_matches('/').to_string(),
-            token,
-            team_id,
+            token: credentials.token.clone(),
+            team_id: credentials.team_id.clone(),
         }
     }
 
@@ -60,9 +59,62 @@ impl VercelClient {
         request
     }
 
-    /// The Vercel project name used for an AutoCrea project (lower case, as Vercel requires).
-    pub fn project_name(project_id: &str) -> String {
-        format!("autocrea-{}", project_id.to_ascii_lowercase())
+    /// The account the token belongs to (`GET /v2/user`).
+    pub async fn whoami(&self) -> Result<VerifiedAccount, ProviderError> {
+        let reply = self
+            .http
+            .send("token check", |c| self.request(c, Method::GET, "/v2/user"))
+            .await?
+            .success(P, "token check")?;
+        let json = reply.json();
+        let user = json.get("user").unwrap_or(&json);
+        let id = user
+            .get("id")
+            .or_else(|| user.get("uid"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| protocol("token check", "no user id in the answer"))?;
+        let name = ["username", "name", "email"]
+            .iter()
+            .find_map(|k| user.get(*k).and_then(Value::as_str))
+            .unwrap_or(id);
+        Ok(VerifiedAccount {
+            id: id.to_string(),
+            name: name.to_string(),
+            project_id: None,
+            environment_id: None,
+        })
+    }
+
+    /// Creates a Vercel project named `name` with a framework preset; `None` when the name is
+    /// taken in this account (409).
+    pub async fn create_project(
+        &self,
+        name: &str,
+        framework: Option<&str>,
+    ) -> Result<Option<Home>, ProviderError> {
+        let body = json!({"name": name, "framework": framework});
+        let reply = self
+            .http
+            .send("project creation", |c| {
+                self.request(c, Method::POST, "/v10/projects").json(&body)
+            })
+            .await?;
+        if reply.status.as_u16() == 409 {
+            return Ok(None);
+        }
+        let json = reply.success(P, "project creation")?.json();
+        let id = json
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| protocol("project creation", "no project id in the answer"))?;
+        Ok(Some(Home {
+            id: id.to_string(),
+            name: json
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or(name)
+                .to_string(),
+        }))
     }
 
     /// Uploads one file by digest.
@@ -80,9 +132,8 @@ impl VercelClient {
         Ok(())
     }
 
-    /// Sets the project's environment variables for production and preview, creating the
-    /// project first when Vercel does not know it yet.
-    pub async fn set_env(&self, project: &str, env: &EnvVars) -> Result<(), ProviderError> {
+    /// Sets the project's environment variables for production and preview.
+    pub async fn set_env(&self, project: &Home, env: &EnvVars) -> Result<(), ProviderError> {
         let body: Vec<Value> = env
             .iter()
             .map(|(key, value)| {
@@ -90,49 +141,39 @@ impl VercelClient {
                        "target": ["production", "preview"]})
             })
             .collect();
-        let path = format!("/v10/projects/{project}/env");
-        let send = || {
-            self.http.send("environment variables", |c| {
+        let path = format!("/v10/projects/{}/env", project.id);
+        self.http
+            .send("environment variables", |c| {
                 self.request(c, Method::POST, &path)
                     .query(&[("upsert", "true")])
                     .json(&body)
             })
-        };
-        let reply = send().await?;
-        if reply.status.as_u16() == 404 {
-            self.http
-                .send("project creation", |c| {
-                    self.request(c, Method::POST, "/v11/projects")
-                        .json(&json!({"name": project}))
-                })
-                .await?
-                .success(P, "project creation")?;
-            send().await?.success(P, "environment variables")?;
-            return Ok(());
-        }
-        reply.success(P, "environment variables")?;
+            .await?
+            .success(P, "environment variables")?;
         Ok(())
     }
 
-    /// Creates a deployment of `files` in project `name`, uploading only the files Vercel
-    /// reports missing.
+    /// Creates a deployment of `files` in `project`, uploading only the files Vercel reports
+    /// missing.
     pub async fn deploy(
         &self,
-        name: &str,
+        project: &Home,
+        framework: Option<&str>,
         target: Target,
         files: &[DeployFile],
     ) -> Result<Submitted, ProviderError> {
+        let name = project.name.as_str();
         let listed: Vec<Value> = files
             .iter()
             .map(|f| json!({"file": f.path, "sha": f.sha1, "size": f.content.len()}))
             .collect();
         let mut body = json!({
             "name": name,
-            "project": name,
+            "project": project.id,
             "files": listed,
             // Without settings a first deploy fails with `missing_project_settings`; null
             // framework means "other": the files are served as they are.
-            "projectSettings": {"framework": null},
+            "projectSettings": {"framework": framework},
         });
         if target == Target::Production {
             body["target"] = json!("production");
@@ -146,7 +187,7 @@ impl VercelClient {
                 })
                 .await?;
             if reply.status.is_success() {
-                return deployment_submitted(&reply, name);
+                return deployment_submitted(&reply, &project.id);
             }
             let missing = missing_files(&reply);
             if missing.is_empty() {
@@ -167,15 +208,15 @@ impl VercelClient {
         })
     }
 
-    /// Creates a new deployment from an existing one (`deploymentId`): Vercel's redeploy, used
-    /// to roll back.
+    /// Creates a new deployment of project `name` (its id or name) from an existing one
+    /// (`deploymentId`): Vercel's redeploy, used to roll back.
     pub async fn redeploy(
         &self,
         name: &str,
         previous: &str,
         target: Target,
     ) -> Result<Submitted, ProviderError> {
-        let mut body = json!({"name": name, "deploymentId": previous});
+        let mut body = json!({"name": name, "project": name, "deploymentId": previous});
         if target == Target::Production {
             body["target"] = json!("production");
         }
@@ -215,12 +256,18 @@ impl VercelClient {
                     .to_string(),
             ),
             "CANCELED" => RemoteState::Canceled,
+            "BLOCKED" => RemoteState::Waiting(
+                "Vercel blocked the deployment (a check, a paused project or a plan limit); it \
+                 goes on once that is resolved at Vercel"
+                    .to_string(),
+            ),
             other => RemoteState::InProgress(other.to_string()),
         };
         Ok(RemoteStatus {
             state,
             raw,
             url: json.get("url").and_then(Value::as_str).map(with_scheme),
+            note: None,
         })
     }
 
@@ -236,7 +283,7 @@ impl VercelClient {
     }
 }
 
-fn deployment_submitted(reply: &Reply, name: &str) -> Result<Submitted, ProviderError> {
+fn deployment_submitted(reply: &Reply, project: &str) -> Result<Submitted, ProviderError> {
     let json = reply.json();
     let id = json
         .get("id")
@@ -244,7 +291,7 @@ fn deployment_submitted(reply: &Reply, name: &str) -> Result<Submitted, Provider
         .ok_or_else(|| protocol("deployment creation", &error_text(&reply.body)))?;
     Ok(Submitted {
         deployment_id: id.to_string(),
-        site_id: Some(name.to_string()),
+        site_id: Some(project.to_string()),
         url: json.get("url").and_then(Value::as_str).map(with_scheme),
     })
 }

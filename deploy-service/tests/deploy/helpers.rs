@@ -63,10 +63,6 @@ fn test_config(
     config.netlify.api_url = netlify.api_url();
     config.netlify.token = Some(SecretString::from(fake_netlify::TOKEN));
     config.railway.api_url = railway.api_url();
-    config.railway.token = Some(SecretString::from(fake_railway::TOKEN));
-    config.railway.project_id = Some(fake_railway::PROJECT.to_string());
-    config.railway.environment_id = Some(fake_railway::ENVIRONMENT.to_string());
-    config.railway.service_id = Some(fake_railway::SERVICE.to_string());
     config.retry.attempts = 3;
     config.retry.initial_backoff = Duration::from_millis(20);
     config.retry.max_backoff = Duration::from_millis(100);
@@ -78,12 +74,28 @@ fn test_config(
 }
 
 impl TestApp {
+    /// Both services, with Alice's accounts connected at each provider (the first account of
+    /// each fake); the fakes' request records start empty.
     pub async fn spawn(backend: Backend) -> Self {
         Self::spawn_with(backend, |_| {}).await
     }
 
-    /// Starts both services; `adjust` may change deploy-service's configuration.
+    /// As [`TestApp::spawn`]; `adjust` may change deploy-service's configuration.
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        let app = Self::spawn_unconnected(backend, adjust).await;
+        for provider in ["vercel", "netlify", "railway"] {
+            app.connect(ALICE, provider, first_token(provider))
+                .await
+                .expect("connect Alice");
+        }
+        app.vercel.clear_requests();
+        app.netlify.clear_requests();
+        app.railway.clear_requests();
+        app
+    }
+
+    /// Both services, nobody connected.
+    pub async fn spawn_unconnected(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut dirs = Vec::new();
         // project-service is only the source of files here: SQLite is enough for it.
         let (project_db, dir) = fresh_sqlite_url();
@@ -167,6 +179,77 @@ impl TestApp {
 
     pub fn client(&self) -> DeployServiceClient<Channel> {
         self.deploy.clone()
+    }
+
+    /// Connects `user`'s account at `provider` with `token` (Railway: the project of the fake
+    /// account that token opens).
+    pub async fn connect(
+        &self,
+        user: &str,
+        provider: &str,
+        token: &str,
+    ) -> Result<pb::Connection, Status> {
+        let project_id = (provider == "railway").then(|| {
+            if token == fake_railway::OTHER_TOKEN {
+                fake_railway::OTHER_PROJECT.to_string()
+            } else {
+                fake_railway::PROJECT.to_string()
+            }
+        });
+        self.put_connection(
+            user,
+            pb::PutConnectionRequest {
+                provider: provider.to_string(),
+                token: token.to_string(),
+                project_id,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn put_connection(
+        &self,
+        user: &str,
+        request: pb::PutConnectionRequest,
+    ) -> Result<pb::Connection, Status> {
+        self.client()
+            .put_connection(as_user(user, request))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn connections(&self, user: &str) -> Vec<pb::Connection> {
+        self.client()
+            .list_connections(as_user(user, pb::ListConnectionsRequest {}))
+            .await
+            .expect("list connections")
+            .into_inner()
+            .connections
+    }
+
+    pub async fn targets(
+        &self,
+        user: &str,
+        project: &str,
+    ) -> Result<Vec<pb::ProjectTarget>, Status> {
+        self.client()
+            .list_targets(as_user(
+                user,
+                pb::ListTargetsRequest {
+                    project_id: project.to_string(),
+                },
+            ))
+            .await
+            .map(|r| r.into_inner().targets)
+    }
+
+    /// deploy-service's own database, for checks of what is stored.
+    pub async fn database(&self) -> service_runtime::db::Database {
+        use secrecy::ExposeSecret;
+        service_runtime::db::Database::connect(self.config.database_url.expose_secret(), 2)
+            .await
+            .expect("connect to deploy-service's database")
     }
 
     /// A project of `user` holding `files`.
@@ -367,6 +450,24 @@ async fn start_deploy(
         channel(&format!("http://{addr}"), ClientOptions::default()).unwrap(),
     );
     (addr, client, stop, task)
+}
+
+/// The token of each fake's first account.
+pub fn first_token(provider: &str) -> &'static str {
+    match provider {
+        "vercel" => fake_vercel::TOKEN,
+        "netlify" => fake_netlify::TOKEN,
+        _ => fake_railway::TOKEN,
+    }
+}
+
+/// The token of each fake's second account.
+pub fn second_token(provider: &str) -> &'static str {
+    match provider {
+        "vercel" => fake_vercel::OTHER_TOKEN,
+        "netlify" => fake_netlify::OTHER_TOKEN,
+        _ => fake_railway::OTHER_TOKEN,
+    }
 }
 
 /// A request for `project` on `provider` with defaults.

@@ -85,7 +85,7 @@ async fn netlify_rollback_restores_previous_deploy(backend: Backend) {
     let state = app.netlify.state.lock().unwrap();
     let site = state.deploys[&first.provider_deployment_id].site_id.clone();
     assert_eq!(
-        state.sites[&site].as_deref(),
+        state.sites[&site].published.as_deref(),
         Some(first.provider_deployment_id.as_str())
     );
 }
@@ -152,10 +152,20 @@ async fn idempotent_retry_creates_one_deployment(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vercel_rollback_redeploys_previous() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
-        config.vercel.team_id = Some("team_1".to_string());
-    })
-    .await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    // A team connection: every call carries its teamId.
+    app.put_connection(
+        ALICE,
+        autocrea_proto::deploy::v1::PutConnectionRequest {
+            provider: "vercel".into(),
+            token: crate::fake_vercel::TOKEN.into(),
+            team_id: Some("team_1".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    app.vercel.clear_requests();
     let project = app.site(ALICE).await;
     let first = app.deploy(ALICE, &project, "vercel").await;
     let first = app.finish(ALICE, &first.id).await;
@@ -204,17 +214,24 @@ async fn railway_cancel_and_rollback() {
     assert_eq!(rollback.rollback_of, first.id);
     let rollback = app.finish(ALICE, &rollback.id).await;
     assert_eq!(rollback.state, "ready", "{rollback:?}");
-    assert_eq!(
-        app.railway.state.lock().unwrap().rollbacks,
-        std::slice::from_ref(&first.provider_deployment_id)
-    );
-    let queries: Vec<String> = app
-        .railway
-        .requests()
-        .iter()
-        .map(|r| r.json()["query"].as_str().unwrap().to_string())
-        .collect();
-    assert!(queries.iter().any(|q| q.contains("deploymentCancel")));
+    {
+        let state = app.railway.state.lock().unwrap();
+        assert_eq!(
+            state.rollbacks,
+            std::slice::from_ref(&first.provider_deployment_id)
+        );
+        // The rollback's own deployment is followed, not the one rolled back to.
+        assert_ne!(
+            rollback.provider_deployment_id,
+            first.provider_deployment_id
+        );
+        assert_eq!(
+            state.deployments[&rollback.provider_deployment_id].status,
+            "SUCCESS"
+        );
+    }
+    assert!(!app.railway.operations("canRollback").is_empty());
+    assert_eq!(app.railway.operations("deploymentCancel").len(), 1);
 }
 
 /// Two replicas on one PostgreSQL database: every deployment is sent exactly once.
@@ -238,18 +255,15 @@ async fn two_replicas_send_each_deployment_once() {
     for id in &ids {
         assert_eq!(app.finish(ALICE, id).await.state, "ready");
     }
-    let deploys = app
-        .railway
-        .requests()
-        .iter()
-        .filter(|r| {
-            r.json()["query"]
-                .as_str()
-                .unwrap()
-                .contains("serviceInstanceDeployV2")
-        })
-        .count();
-    assert_eq!(deploys, 8);
+    {
+        let state = app.railway.state.lock().unwrap();
+        assert_eq!(state.uploads.len(), 8, "each deployment uploaded once");
+        let service = &state.uploads[0].service;
+        assert!(
+            state.uploads.iter().all(|u| &u.service == service),
+            "every deployment of the project went to its one service"
+        );
+    }
     let _ = stop.send(());
     second.await.unwrap().unwrap();
 }

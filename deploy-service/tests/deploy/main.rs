@@ -10,6 +10,8 @@ use fake_providers::vercel as fake_vercel;
 mod helpers;
 
 mod access;
+mod connections;
+mod edges;
 mod failures;
 mod identity;
 mod lifecycle;

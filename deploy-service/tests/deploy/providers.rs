@@ -31,7 +31,7 @@ async fn vercel_deploy_reaches_ready(backend: Backend) {
     assert!(events.last().unwrap().r#final);
     let done = app.get(ALICE, &created.id).await.unwrap();
     assert_eq!(done.state, "ready");
-    assert!(done.url.starts_with("https://autocrea-"), "{done:?}");
+    assert!(done.url.starts_with("https://site-"), "{done:?}");
     assert!(done.url.ends_with(".vercel.app"), "{done:?}");
     assert!(done.provider_deployment_id.starts_with("dpl_"));
     assert!(done.finished_at_ms >= done.created_at_ms);
@@ -145,25 +145,34 @@ async fn railway_deploy_reaches_ready(backend: Backend) {
         "{events:#?}"
     );
     let done = app.get(ALICE, &created.id).await.unwrap();
-    assert_eq!(done.url, "https://web-production-1.up.railway.app");
+    assert!(done.url.starts_with("https://site-"), "{done:?}");
+    assert!(done.url.ends_with("-production.up.railway.app"), "{done:?}");
 
     let state = app.railway.state.lock().unwrap();
-    assert_eq!(state.variables["PORT"], "8080");
+    let services = state.services_of(fake_railway::PROJECT);
+    assert_eq!(services.len(), 1, "one service for the project");
+    assert_eq!(services[0].variables["PORT"], "8080");
     let requests = app.railway.requests();
     let upsert = requests
         .iter()
         .find(|r| {
             r.json()["query"]
                 .as_str()
-                .unwrap()
-                .contains("variableCollectionUpsert")
+                .is_some_and(|q| q.contains("variableCollectionUpsert"))
         })
         .unwrap();
     assert_eq!(upsert.json()["variables"]["input"]["skipDeploys"], true);
+    assert_eq!(
+        upsert.json()["variables"]["input"]["serviceId"],
+        services[0].id
+    );
     for r in &requests {
-        assert_eq!(r.headers["project-access-token"], fake_railway::TOKEN);
+        assert_eq!(
+            r.headers["authorization"],
+            format!("Bearer {}", fake_railway::TOKEN)
+        );
         assert!(
-            !r.headers.contains_key("authorization"),
+            !r.headers.contains_key("project-access-token"),
             "never both token headers"
         );
     }

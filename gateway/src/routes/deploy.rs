@@ -74,6 +74,11 @@ pub struct Deployment {
     pub updated_at: String,
     /// RFC 3339 time a final state was reached.
     pub finished_at: Option<String>,
+    /// The provider's own last reported state (Vercel `BLOCKED`, Railway `NEEDS_APPROVAL`,
+    /// `WAITING`, `SLEEPING`, …), once it reported one.
+    pub provider_state: Option<String>,
+    /// Whose account it went to: `user` (your connection) or `platform` (the operator's).
+    pub account: String,
 }
 
 /// An empty string from the proto means "not yet" or "none".
@@ -96,6 +101,8 @@ impl From<pb::Deployment> for Deployment {
             created_at: timestamp(d.created_at_ms),
             updated_at: timestamp(d.updated_at_ms),
             finished_at: (d.finished_at_ms > 0).then(|| timestamp(d.finished_at_ms)),
+            provider_state: present(d.provider_state),
+            account: d.account,
         }
     }
 }
@@ -204,8 +211,12 @@ fn accepted(deployment: pb::Deployment) -> HttpResponse {
         .json(Deployment::from(deployment))
 }
 
-/// Start a deployment. Answers at once with the deployment in state `queued`; the upload and the
-/// build continue in the background (follow them at `/api/deployments/{id}/events`). With an
+/// Start a deployment to your own account at the provider (connect it first with
+/// `PUT /api/integrations/{provider}`). The project's first deployment to a provider creates its
+/// home there (a Vercel project, a Netlify site, a Railway service, named after the project);
+/// later ones reuse it. Answers at once with the deployment in state `queued`; the upload and the
+/// build continue in the background (follow them at `/api/deployments/{id}/events`); a
+/// deployment not finished `DEPLOY_MAX_BUILD_SECS` after its creation ends in `error`. With an
 /// `Idempotency-Key` header a retried request returns the deployment the first one created.
 #[utoipa::path(
     post, path = "/api/deploy", tag = "deployments",
@@ -216,7 +227,7 @@ fn accepted(deployment: pb::Deployment) -> HttpResponse {
         (status = 400, description = "Invalid input, per field", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such project of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Idempotency key already used for a different request", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Provider not configured on this server (the detail names the variable)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No account connected for the provider (the detail names `PUT /api/integrations/{provider}`)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 503, description = "deploy-service or project-service unavailable", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
@@ -445,7 +456,7 @@ fn watch_step(
     responses(
         (status = 200, description = "The canceled deployment", body = Deployment),
         (status = 404, description = "No such deployment of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Already final", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Already final, or its provider account is no longer connected", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The provider cannot be reached now", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -478,7 +489,7 @@ pub async fn cancel_deployment(
     responses(
         (status = 202, description = "Accepted; the new deployment", body = Deployment),
         (status = 404, description = "No such deployment of the caller", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Nothing earlier to roll back to", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Nothing earlier to roll back to, or its provider account is no longer connected", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

@@ -73,6 +73,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(crate::routes::ai::AiApi::openapi());
     doc.merge(crate::routes::sandbox::SandboxApi::openapi());
     doc.merge(crate::routes::deploy::DeployApi::openapi());
+    doc.merge(crate::routes::deploy_targets::DeployTargetsApi::openapi());
+    doc.merge(crate::routes::integrations::IntegrationsApi::openapi());
     add_common_responses(&mut doc);
     satisfiable_described_fields(&mut doc);
     doc

@@ -16,8 +16,10 @@ use crate::problem::ApiError;
 pub mod ai;
 pub mod auth;
 pub mod deploy;
+pub mod deploy_targets;
 pub mod docs;
 pub mod health;
+pub mod integrations;
 pub mod projects;
 pub mod sandbox;
 pub mod schema;
@@ -87,6 +89,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, with_ops: 
             .get(docs::docs_page)
             .wrap(from_fn(method_not_allowed)),
     );
+    // Before `/api/projects`, whose scope would take the path otherwise: deploy data, deploy
+    // group.
+    api_scope(
+        cfg,
+        "/api/projects/{id}/deployments",
+        RouteGroup::Deploy,
+        deploy_targets::configure,
+    );
     api_scope(cfg, "/api/projects", RouteGroup::Api, projects::configure);
     api_scope(cfg, "/api/auth", RouteGroup::Auth, auth::configure);
     api_scope(cfg, "/api/ai", RouteGroup::Ai, ai::configure);
@@ -102,6 +112,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, with_ops: 
         "/api/deployments",
         RouteGroup::Deploy,
         deploy::configure_deployments,
+    );
+    api_scope(
+        cfg,
+        "/api/integrations",
+        RouteGroup::Integrations,
+        integrations::configure,
     );
     cfg.default_service(web::to(not_found));
 }

@@ -214,6 +214,7 @@ pub fn generous_limits() -> LimitsConfig {
         deploy: high,
         sandbox: high,
         auth: high,
+        integrations: high,
         redis_url: None,
         redis_failure: Default::default(),
         enabled: true,

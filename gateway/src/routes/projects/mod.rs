@@ -328,9 +328,8 @@ pub async fn delete_project(
     caller: Caller,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let message = pb::DeleteProjectRequest {
-        id: id.into_inner(),
-    };
+    let id = id.into_inner();
+    let message = pb::DeleteProjectRequest { id: id.clone() };
     state
         .downstream
         .project
@@ -338,6 +337,8 @@ pub async fn delete_project(
         .delete_project(request(&caller, message))
         .await
         .map_err(grpc_error)?;
+    // Where it was deployed is forgotten too; the provider side stays.
+    crate::routes::deploy_targets::forget_project(&state, &caller, id).await;
     Ok(HttpResponse::NoContent().finish())
 }
 

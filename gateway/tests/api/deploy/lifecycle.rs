@@ -12,14 +12,10 @@ async fn a_deploy_to_each_provider_reaches_ready_with_its_url() {
         (
             "vercel",
             json!({"API_URL": "https://api.example"}),
-            "https://autocrea-",
+            "https://site-",
         ),
         ("netlify", json!({}), "https://site-"),
-        (
-            "railway",
-            json!({"PORT": "8080"}),
-            "https://web-production-1",
-        ),
+        ("railway", json!({"PORT": "8080"}), "https://site-"),
     ] {
         let deployment = stack
             .deploy(
@@ -57,15 +53,19 @@ async fn a_deploy_to_each_provider_reaches_ready_with_its_url() {
         assert_eq!(stored["url"], url);
         assert_eq!(stored["error"], Value::Null);
         assert!(stored["providerDeploymentId"].as_str().is_some());
+        assert_eq!(stored["account"], "user");
+        assert!(stored["providerState"].as_str().is_some(), "{stored:#}");
         assert!(is_rfc3339(&stored["finishedAt"]), "{stored:#}");
     }
 
-    // Each provider was really used, with the variables passed through.
-    // Vercel did not know the project: 404 on the variables, project created, variables again.
+    // Each provider was really used, with the variables passed through: the project's own
+    // Vercel project created (named after it), then its variables.
     let env = stack.vercel.matching("POST", "/v10/projects/");
-    assert_eq!(env.len(), 2, "{env:?}");
-    assert_eq!(env[1].json()[0]["key"], "API_URL");
-    assert_eq!(stack.vercel.matching("POST", "/v11/projects").len(), 1);
+    assert_eq!(env.len(), 1, "{env:?}");
+    assert_eq!(env[0].json()[0]["key"], "API_URL");
+    let created = stack.vercel.matching("POST", "/v10/projects");
+    assert_eq!(created.len(), 2, "creation, then variables");
+    assert_eq!(created[0].json()["name"], "site");
     assert_eq!(stack.vercel.matching("POST", "/v13/deployments").len(), 2); // missing_files, then create
     assert_eq!(stack.vercel.matching("POST", "/v2/files").len(), 2);
     assert_eq!(stack.netlify.matching("PUT", "/api/v1/deploys/").len(), 2);
@@ -74,7 +74,33 @@ async fn a_deploy_to_each_provider_reaches_ready_with_its_url() {
         variables[0]["variables"]["input"]["variables"]["PORT"],
         "8080"
     );
-    assert_eq!(stack.railway.operations("serviceInstanceDeployV2").len(), 1);
+    assert_eq!(stack.railway.state.lock().unwrap().uploads.len(), 1);
+    // Where the project lives now.
+    let targets: Value = stack
+        .gateway
+        .get(
+            &format!("/api/projects/{project}/deployments/targets"),
+            &user,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let providers: Vec<&str> = targets["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(providers, ["netlify", "railway", "vercel"], "{targets:#}");
+    assert!(
+        targets["items"][2]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://site-")
+    );
 
     // The history lists all three, newest first, one page at a time.
     let page: Value = stack
@@ -130,21 +156,20 @@ async fn a_deploy_to_each_provider_reaches_ready_with_its_url() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_credentials_are_422_naming_the_variable_and_nothing_is_sent() {
-    let stack = DeployStack::start_with(
-        |deploy| deploy.vercel.token = None,
-        |g| g.limits = generous_limits(),
-    )
-    .await;
+async fn a_user_without_a_connection_gets_422_naming_the_route_and_nothing_is_sent() {
+    let stack = DeployStack::start().await;
     let user = unique_user("dep");
-    let project = stack.site(&user).await;
+    let project = stack.unconnected_site(&user).await;
 
     let response = stack
         .post_deploy(&user, json!({"projectId": project, "provider": "vercel"}))
         .await;
     let problem = assert_problem(response, 422).await;
     assert!(
-        problem["detail"].as_str().unwrap().contains("VERCEL_TOKEN"),
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("PUT /api/integrations/vercel"),
         "{problem:#}"
     );
     assert!(

@@ -14,6 +14,7 @@ use fake_providers::netlify::{self as fake_netlify, FakeNetlify};
 use fake_providers::railway::{self as fake_railway, FakeRailway};
 use fake_providers::vercel::{self as fake_vercel, FakeVercel};
 
+mod integrations;
 mod lifecycle;
 mod requests;
 
@@ -23,6 +24,8 @@ struct DeployStack {
     vercel: FakeVercel,
     netlify: FakeNetlify,
     railway: FakeRailway,
+    /// deploy-service's database, to check what it stores.
+    deploy_db: String,
     _deploy: Server,
     _project: ProjectService,
     _dir: TempDir,
@@ -45,6 +48,7 @@ impl DeployStack {
             fake_railway::start(),
         );
         let (database_url, dir) = fresh_sqlite_url();
+        let deploy_db = database_url.clone();
         let mut config = deploy_service::Config::with_database_url(database_url);
         config.caller_keys = Some(service_runtime::testing::caller_keys());
         config.project_service_url = project.url();
@@ -53,10 +57,6 @@ impl DeployStack {
         config.netlify.api_url = netlify.api_url();
         config.netlify.token = Some(SecretString::from(fake_netlify::TOKEN));
         config.railway.api_url = railway.api_url();
-        config.railway.token = Some(SecretString::from(fake_railway::TOKEN));
-        config.railway.project_id = Some(fake_railway::PROJECT.into());
-        config.railway.environment_id = Some(fake_railway::ENVIRONMENT.into());
-        config.railway.service_id = Some(fake_railway::SERVICE.into());
         config.retry.attempts = 2;
         config.retry.initial_backoff = Duration::from_millis(20);
         config.retry.request_timeout = Duration::from_secs(5);
@@ -82,14 +82,52 @@ impl DeployStack {
             vercel,
             netlify,
             railway,
+            deploy_db,
             _deploy: deploy,
             _project: project,
             _dir: dir,
         }
     }
 
-    /// A small static site of `user`; returns the project id.
+    /// Connects `user`'s account at `provider` through the API (the first account of each fake;
+    /// Railway with its project); returns the answer.
+    async fn connect(&self, user: &str, provider: &str, body: Value) -> reqwest::Response {
+        self.gateway
+            .put(&format!("/api/integrations/{provider}"), user)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Connects `user` at every provider with the fakes' first accounts, then forgets the
+    /// requests that took at the fakes.
+    async fn connect_all(&self, user: &str) {
+        for (provider, body) in [
+            ("vercel", json!({"token": fake_vercel::TOKEN})),
+            ("netlify", json!({"token": fake_netlify::TOKEN})),
+            (
+                "railway",
+                json!({"token": fake_railway::TOKEN, "projectId": fake_railway::PROJECT}),
+            ),
+        ] {
+            let response = self.connect(user, provider, body).await;
+            assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        }
+        self.vercel.clear_requests();
+        self.netlify.clear_requests();
+        self.railway.clear_requests();
+    }
+
+    /// A small static site of `user`, who is connected at every provider; returns the project
+    /// id.
     async fn site(&self, user: &str) -> String {
+        self.connect_all(user).await;
+        self.unconnected_site(user).await
+    }
+
+    /// A small static site of `user`, without connecting anything.
+    async fn unconnected_site(&self, user: &str) -> String {
         let gw = &self.gateway;
         let project = gw.create_project(user, "site").await;
         let id = project["id"].as_str().unwrap().to_string();

@@ -45,7 +45,7 @@ async fn a_retried_request_with_an_idempotency_key_creates_one_deployment() {
     stack
         .watch_to_end(&user, first["id"].as_str().unwrap())
         .await;
-    assert_eq!(stack.railway.operations("serviceInstanceDeployV2").len(), 1);
+    assert_eq!(stack.railway.state.lock().unwrap().uploads.len(), 1);
 
     // A key that is too long is named as the header the client sent.
     let response = stack
