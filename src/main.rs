@@ -16,6 +16,7 @@ use anyhow::Context;
 use secrecy::SecretString;
 use service_runtime::config::{listen_addr, optional};
 use service_runtime::db::sqlite_url;
+use service_runtime::identity::{SigningKey, VerifyingKeys};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -49,8 +50,15 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut tasks = JoinSet::new();
 
+    // A key pair of this run: the gateway signs who each call is for, every service checks it,
+    // so no other local user can call a service's loopback port as someone else. Nothing
+    // outlives the process (a deployment's grant from before a restart is refused).
+    let signing_key = SigningKey::generate();
+    let caller_keys = VerifyingKeys::from(signing_key.verifying_key().clone());
+
     // Services first, each on a loopback port chosen by the OS.
     let mut project = project_service::Config::from_env()?;
+    project.caller_keys = Some(caller_keys.clone());
     project.database_url = SecretString::from(sqlite_url(&data_dir, "project.db"));
     let project_url = spawn(&mut tasks, "project-service", |l| {
         project_service::run(project, l, stop())
@@ -59,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut ai = ai_service::Config::from_env()?;
     ai.database_url = SecretString::from(sqlite_url(&data_dir, "ai.db"));
+    ai.caller_keys = Some(caller_keys.clone());
     let ai_url = spawn(&mut tasks, "ai-service", |l| ai_service::run(ai, l, stop())).await?;
 
     let mut deploy = deploy_service::Config::from_env()?;
@@ -87,12 +96,14 @@ async fn main() -> anyhow::Result<()> {
         deploy.secrets_key = Some(SecretString::from(key));
     }
     deploy.project_service_url = project_url.clone();
+    deploy.caller_keys = Some(caller_keys.clone());
     let deploy_url = spawn(&mut tasks, "deploy-service", |l| {
         deploy_service::run(deploy, l, stop())
     })
     .await?;
 
-    let sandbox = sandbox_service::Config::from_env()?;
+    let mut sandbox = sandbox_service::Config::from_env()?;
+    sandbox.caller_keys = Some(caller_keys);
     let sandbox_url = spawn(&mut tasks, "sandbox-service", |l| {
         sandbox_service::run(sandbox, l, stop())
     })
@@ -108,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut config = gateway::Config::from_env_with_auth(auth)?;
     config.database_url = SecretString::from(sqlite_url(&data_dir, "gateway.db"));
+    config.signing_key = Some(signing_key);
     if std::env::var_os("CORS_ALLOWED_ORIGINS").is_none() {
         // A frontend in development (Next.js, Vite with --port 3000, ...) works at once.
         config.edge.allowed_origins = LOCAL_FRONTEND_ORIGINS.map(str::to_string).to_vec();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use service_runtime::config::{ConfigError, listen_addr, optional, parse_optional, parse_or};
+use service_runtime::identity::VerifyingKeys;
 use service_runtime::redis_client::RedisTimeouts;
 use service_runtime::redis_endpoint::RedisEndpoint;
 use service_runtime::retry;
@@ -31,6 +32,9 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Input size limits.
     pub limits: Limits,
+    /// The gateway's public key(s) that every call's assertion must verify with
+    /// (`IDENTITY_PUBLIC_KEY`; comma-separated during a key rotation). Required by `run`.
+    pub caller_keys: Option<VerifyingKeys>,
 }
 
 impl Config {
@@ -44,6 +48,7 @@ impl Config {
             monthly_token_budget: None,
             cache: CacheConfig::default(),
             limits: Limits::default(),
+            caller_keys: None,
         }
     }
 
@@ -69,6 +74,7 @@ impl Config {
                 ));
             }
         };
+        config.caller_keys = VerifyingKeys::from_env()?;
         Ok(config)
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! The gRPC contract, with its status-code conventions, is `proto/proto/ai.proto`.
 
+use service_runtime::identity::{CallerVerifier, audience};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -36,6 +37,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Checked first: a service never serves without a key to check its callers with.
+    let verifier = CallerVerifier::required(config.caller_keys.as_ref(), audience::AI)?;
     let db = Database::open("ai", &config.database_url, 10, &ledger::MIGRATIONS).await?;
     let ledger = ledger::UsageLedger::new(db);
     let cache = cache::PromptCache::open(&config.cache, config.redis_url.as_ref()).await?;
@@ -68,6 +71,6 @@ pub async fn run(
         .set_serving::<AiServiceServer<service::AiApi>>()
         .await;
     let routes = tonic::service::Routes::new(health).add_service(service);
-    service_runtime::grpc::serve(listener, routes, shutdown).await?;
+    service_runtime::grpc::serve(listener, routes, verifier, shutdown).await?;
     Ok(())
 }

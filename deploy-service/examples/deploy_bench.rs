@@ -21,7 +21,7 @@ use autocrea_proto::deploy::v1::deploy_service_client::DeployServiceClient;
 use autocrea_proto::project::v1 as project_pb;
 use autocrea_proto::project::v1::project_service_client::ProjectServiceClient;
 use rand::RngCore;
-use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, USER_ID, channel};
+use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, channel};
 use service_runtime::testing::{TempDir, fresh_sqlite_url};
 use tokio_stream::StreamExt;
 use tonic::Request;
@@ -34,11 +34,12 @@ const MAX_POLL_INTERVAL: Duration = Duration::from_secs(2);
 const WINDOW: Duration = Duration::from_secs(20);
 
 fn as_user<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert(USER_ID, USER.parse().unwrap());
-    request
+    service_runtime::testing::as_user(USER, message)
+}
+
+/// A create call as the gateway makes it: with a grant to read `project`'s files.
+fn deploying<T>(project: &str, message: T) -> Request<T> {
+    service_runtime::testing::as_user_deploying(USER, project, message)
 }
 
 #[tokio::main]
@@ -59,8 +60,10 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let project_url = format!("http://{}", listener.local_addr()?);
+    let mut project_config = project_service::Config::with_database_url(project_db);
+    project_config.caller_keys = Some(service_runtime::testing::caller_keys());
     tokio::spawn(project_service::run(
-        project_service::Config::with_database_url(project_db),
+        project_config,
         listener,
         std::future::pending(),
     ));
@@ -69,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
     let railway = fake_railway::start();
 
     let mut config = deploy_service::Config::with_database_url(database_url);
+    config.caller_keys = Some(service_runtime::testing::caller_keys());
     config.project_service_url = project_url.clone();
     config.vercel.api_url = vercel.url();
     config.netlify.api_url = netlify.api_url();
@@ -168,11 +172,14 @@ async fn create_to_ready(
     let started = Instant::now();
     let created = deploy
         .clone()
-        .create_deployment(as_user(pb::CreateDeploymentRequest {
-            project_id: project.to_string(),
-            provider: provider.to_string(),
-            ..Default::default()
-        }))
+        .create_deployment(deploying(
+            project,
+            pb::CreateDeploymentRequest {
+                project_id: project.to_string(),
+                provider: provider.to_string(),
+                ..Default::default()
+            },
+        ))
         .await?
         .into_inner();
     let mut stream = deploy
@@ -210,11 +217,14 @@ async fn capacity(
         let project = project.clone();
         creating.spawn(async move {
             client
-                .create_deployment(as_user(pb::CreateDeploymentRequest {
-                    project_id: project,
-                    provider: "railway".to_string(),
-                    ..Default::default()
-                }))
+                .create_deployment(deploying(
+                    &project,
+                    pb::CreateDeploymentRequest {
+                        project_id: project.clone(),
+                        provider: "railway".to_string(),
+                        ..Default::default()
+                    },
+                ))
                 .await
         });
         // Bounded concurrency of the creating clients.

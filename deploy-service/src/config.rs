@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use service_runtime::config::{ConfigError, listen_addr, optional, parse_or};
+use service_runtime::identity::VerifyingKeys;
 use service_runtime::retry;
 
 use crate::model::Provider;
@@ -155,6 +156,9 @@ pub struct Config {
     /// Name of this replica in row leases (`DEPLOY_REPLICA_ID`, default host name plus a random
     /// suffix, so restarts never inherit a dead replica's leases by accident).
     pub replica_id: String,
+    /// The gateway's public key(s) that every call's assertion must verify with
+    /// (`IDENTITY_PUBLIC_KEY`; comma-separated during a key rotation). Required by `run`.
+    pub caller_keys: Option<VerifyingKeys>,
 }
 
 impl Config {
@@ -216,6 +220,7 @@ impl Config {
         if let Some(id) = optional("DEPLOY_REPLICA_ID") {
             config.replica_id = id;
         }
+        config.caller_keys = VerifyingKeys::from_env()?;
         Ok(config)
     }
 
@@ -259,6 +264,7 @@ impl Config {
                 max_build: Duration::from_secs(1800),
             },
             replica_id: default_replica_id(),
+            caller_keys: None,
         }
     }
 }
@@ -353,6 +359,7 @@ impl fmt::Debug for Config {
             .field("retry", &self.retry)
             .field("poller", &self.poller)
             .field("replica_id", &self.replica_id)
+            .field("caller_keys", &self.caller_keys)
             .finish()
     }
 }

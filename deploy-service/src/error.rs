@@ -53,6 +53,9 @@ pub enum Error {
     /// The idempotency key was used before by this user for a different request.
     #[error("idempotency key already used for a different deployment request; use a new key")]
     IdempotencyKeyReused,
+    /// project-service refused the owner's assertion or grant (expired, or for another project).
+    #[error("project-service refused to read the project for its owner: {0}")]
+    ProjectAccessRefused(String),
     /// project-service could not be reached or failed.
     #[error("project-service is unavailable: {0}")]
     ProjectServiceUnavailable(String),
@@ -85,6 +88,9 @@ impl From<Error> for Status {
             | Error::NothingToRollBack { .. } => Status::failed_precondition(message),
             Error::IdempotencyKeyReused => Status::already_exists(message),
             Error::ProjectServiceUnavailable(_) => Status::unavailable(message),
+            // The caller's assertion passed here, so a refusal there is this platform's fault
+            // (keys or clocks apart), not the caller's.
+            Error::ProjectAccessRefused(_) => Status::internal(message),
             Error::Provider(provider) => {
                 if provider.is_transient() {
                     Status::unavailable(message)
@@ -141,6 +147,15 @@ mod tests {
         assert_eq!(status.code(), Code::InvalidArgument);
         let bad = status.get_details_bad_request().expect("details");
         assert_eq!(bad.field_violations[0].field, "provider");
+    }
+
+    #[test]
+    fn a_refused_assertion_on_project_service_is_internal_with_the_reason() {
+        let status = Status::from(Error::ProjectAccessRefused(
+            "the caller assertion has expired".into(),
+        ));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(status.message().contains("has expired"), "{status:?}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use anyhow::Context;
 use autocrea_proto::deploy::v1::deploy_service_server::DeployServiceServer;
 use service_runtime::db::Database;
 use service_runtime::grpc::MAX_MESSAGE_SIZE;
+use service_runtime::identity::{CallerVerifier, audience};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -51,6 +52,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Checked first: a service never serves without a key to check its callers with.
+    let verifier = CallerVerifier::required(config.caller_keys.as_ref(), audience::DEPLOY)?;
     let (db, connections) = open(&config).await?;
     metrics::init();
     tracing::info!(replica = %config.replica_id, "deploy database ready");
@@ -95,7 +98,7 @@ pub async fn run(
         .await;
     let routes = tonic::service::Routes::new(health).add_service(server);
     let mut stopped = stop_rx;
-    let served = service_runtime::grpc::serve(listener, routes, async move {
+    let served = service_runtime::grpc::serve(listener, routes, verifier, async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     })
     .await

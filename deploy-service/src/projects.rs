@@ -1,11 +1,17 @@
-//! `ProjectFiles`: what deploy-service reads from project-service, always as the deployment's
-//! owner (`x-user-id`), so a user can only ship their own projects.
+//! `ProjectFiles`: what deploy-service reads from project-service, always with an assertion the
+//! gateway signed for the deployment's owner, so a user can only ship their own projects and
+//! deploy-service can never act for a user who did not ask. Calls made while the user's request
+//! lasts forward the assertion it came with (`Caller::assertion`); the upload, which may run long
+//! after it (on another replica, after a restart), presents the grant the gateway minted with the
+//! create call: read this one project and its files, for a limited time.
 
 use autocrea_proto::project::v1 as pb;
 use autocrea_proto::project::v1::project_service_client::ProjectServiceClient;
 use bytes::Bytes;
-use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, USER_ID, channel};
+use secrecy::SecretString;
+use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, channel};
 use service_runtime::grpc_observe::TracedChannel;
+use service_runtime::identity::{ASSERTION, attach};
 use tonic::{Code, Request};
 
 use crate::error::Error;
@@ -42,17 +48,22 @@ impl ProjectFiles {
         Ok(Self { client })
     }
 
-    /// The project's name and framework label, if it exists and belongs to `owner`.
-    pub async fn project(&self, owner: &str, project: &str) -> Result<ProjectInfo, Error> {
+    /// The project's name and framework label, if it exists and belongs to the user `assertion`
+    /// (a forwarded caller assertion, or the deployment's grant) vouches for.
+    pub async fn project(
+        &self,
+        assertion: &SecretString,
+        project: &str,
+    ) -> Result<ProjectInfo, Error> {
         let project = self
             .client
             .clone()
-            .get_project(as_user(
-                owner,
+            .get_project(presenting(
+                assertion,
                 pb::GetProjectRequest {
                     id: project.to_string(),
                 },
-            )?)
+            ))
             .await
             .map_err(status_error)?
             .into_inner();
@@ -62,18 +73,22 @@ impl ProjectFiles {
         })
     }
 
-    /// Every file of `project` with its content, as `owner` sees it.
-    pub async fn files(&self, owner: &str, project: &str) -> Result<Vec<DeployFile>, Error> {
+    /// Every file of `project` with its content, as the user `assertion` vouches for sees it.
+    pub async fn files(
+        &self,
+        assertion: &SecretString,
+        project: &str,
+    ) -> Result<Vec<DeployFile>, Error> {
         let response = self
             .client
             .clone()
-            .list_files(as_user(
-                owner,
+            .list_files(presenting(
+                assertion,
                 pb::ListFilesRequest {
                     project_id: project.to_string(),
                     include_content: true,
                 },
-            )?)
+            ))
             .await
             .map_err(status_error)?;
         Ok(response
@@ -85,19 +100,21 @@ impl ProjectFiles {
     }
 }
 
-fn as_user<T>(owner: &str, message: T) -> Result<Request<T>, Error> {
+/// `message` carrying `assertion`: deploy-service holds no key and signs nothing itself.
+fn presenting<T>(assertion: &SecretString, message: T) -> Request<T> {
     let mut request = Request::new(message);
-    let value = owner
-        .parse()
-        .map_err(|_| Error::Internal(anyhow::anyhow!("owner id is not valid metadata")))?;
-    request.metadata_mut().insert(USER_ID, value);
-    Ok(request)
+    attach(&mut request, ASSERTION, assertion);
+    request
 }
 
 fn status_error(status: tonic::Status) -> Error {
     match status.code() {
         // project-service answers INVALID_ARGUMENT for ids it could never have issued.
         Code::NotFound | Code::InvalidArgument => Error::ProjectNotFound,
+        // The assertion or grant was refused: expired, or not meant for this project.
+        Code::Unauthenticated | Code::PermissionDenied => {
+            Error::ProjectAccessRefused(status.message().to_string())
+        }
         _ => Error::ProjectServiceUnavailable(format!("{:?}: {}", status.code(), status.message())),
     }
 }

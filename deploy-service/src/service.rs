@@ -8,7 +8,9 @@ use std::time::Duration;
 use autocrea_proto::deploy::v1 as pb;
 use autocrea_proto::deploy::v1::deploy_service_server::DeployService;
 use futures::Stream;
-use service_runtime::grpc::caller;
+use secrecy::SecretString;
+use service_runtime::grpc::{caller, verified_caller};
+use service_runtime::identity::{Caller, GRANT};
 use sha1::{Digest, Sha1};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -41,9 +43,11 @@ impl DeployApi {
 
     async fn create(
         &self,
-        owner: String,
+        caller: Caller,
+        files_grant: SecretString,
         request: pb::CreateDeploymentRequest,
     ) -> Result<DeploymentRecord> {
+        let owner = caller.user_id.clone();
         let project = ProjectId::parse(&request.project_id)?;
         let provider = Provider::parse(&request.provider)?;
         let target = Target::parse(request.target.as_deref())?;
@@ -71,7 +75,7 @@ impl DeployApi {
         // Before anything is recorded: that the project is theirs, and whose account it goes to.
         self.engine
             .projects()
-            .project(&owner, project.as_str())
+            .project(caller.assertion(), project.as_str())
             .await?;
         let account = self.engine.account_for(&owner, provider).await?;
         let (record, created) = self
@@ -88,6 +92,7 @@ impl DeployApi {
                 provider_site_id: None,
                 message: format!("deployment to {provider} queued"),
                 account,
+                files_grant: Some(files_grant),
             })
             .await?;
         if created {
@@ -106,12 +111,13 @@ impl DeployApi {
             .ok_or(Error::DeploymentNotFound)
     }
 
-    async fn targets(&self, owner: &str, project: &str) -> Result<pb::ListTargetsResponse> {
+    async fn targets(&self, caller: &Caller, project: &str) -> Result<pb::ListTargetsResponse> {
+        let owner = caller.user_id.as_str();
         let project = ProjectId::parse(project)?;
         // An unknown project (or another user's) is NOT_FOUND, as everywhere else.
         self.engine
             .projects()
-            .project(owner, project.as_str())
+            .project(caller.assertion(), project.as_str())
             .await?;
         let homes = self
             .engine
@@ -245,8 +251,19 @@ impl DeployService for DeployApi {
         &self,
         request: Request<pb::CreateDeploymentRequest>,
     ) -> Result<Response<pb::Deployment>, Status> {
-        let owner = caller(&request)?;
-        let record = self.create(owner, request.into_inner()).await?;
+        let caller = verified_caller(&request)?.clone();
+        // Without it the upload, later, could not read the files.
+        let grant = request
+            .metadata()
+            .get(GRANT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| SecretString::from(v.to_string()))
+            .ok_or_else(|| {
+                Status::unauthenticated(format!(
+                    "no grant to read the project's files ({GRANT} metadata) came with the call"
+                ))
+            })?;
+        let record = self.create(caller, grant, request.into_inner()).await?;
         Ok(Response::new(to_proto(record)))
     }
 
@@ -357,9 +374,9 @@ impl DeployService for DeployApi {
         &self,
         request: Request<pb::ListTargetsRequest>,
     ) -> Result<Response<pb::ListTargetsResponse>, Status> {
-        let owner = caller(&request)?;
+        let caller = verified_caller(&request)?;
         Ok(Response::new(
-            self.targets(&owner, &request.get_ref().project_id).await?,
+            self.targets(caller, &request.get_ref().project_id).await?,
         ))
     }
 

@@ -6,6 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use secrecy::SecretString;
 use service_runtime::db::{Backend, Database, TracedTransaction};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -20,6 +21,7 @@ pub const DEPLOYMENT_PAGES: PageTokens = PageTokens::new("autocrea.deploy.v1.dep
 use crate::model::{Account, EnvVars, Provider, State, Target};
 
 mod connections;
+mod grants;
 pub use connections::{ConnectionRecord, ConnectionStore, HomeRecord, NewConnection};
 
 const COLUMNS: &str = "id, owner_id, project_id, provider, target, state, rollback_of, env_json, \
@@ -115,6 +117,8 @@ pub struct NewDeployment {
     pub message: String,
     /// Whose provider account it uses.
     pub account: Account,
+    /// The owner's grant to read the project's files, for the upload (none for a rollback).
+    pub files_grant: Option<SecretString>,
 }
 
 /// What a state change also records. `None` leaves a field as it is.
@@ -206,6 +210,9 @@ impl DeploymentStore {
             return Ok((existing, false));
         }
         insert_event(&mut tx, &id, &new.message, now).await?;
+        if let Some(grant) = &new.files_grant {
+            grants::insert(&mut tx, &id, grant).await?;
+        }
         // The row as created, read before the commit: once committed, the engine may pick it up
         // and move it on before a later read, and the answer must be what was created (`queued`).
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -218,6 +225,11 @@ impl DeploymentStore {
         let record = record(&row)?;
         tx.commit().await.db("commit insert")?;
         Ok((record, true))
+    }
+
+    /// The grant to read deployment `id`'s project files, as kept at its creation.
+    pub async fn files_grant(&self, id: &str) -> Result<Option<SecretString>> {
+        grants::get(&self.db, id).await
     }
 
     /// The owner's deployment created with `key`.

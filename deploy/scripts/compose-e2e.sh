@@ -5,7 +5,9 @@
 # journey through the published gateway port only:
 #
 #   health and ready · only the gateway published, every container non-root · each service's
-#   metrics port answers on the internal network · HS256 token · project create → add file → list
+#   metrics port answers on its network · from inside ai-service: PostgreSQL's project database,
+#   Redis without a password, sandbox-service and project-service are out of reach, and from
+#   deploy-service (which may reach it) project-service refuses an unsigned call · HS256 token · project create → add file → list
 #   · sandbox run of that file · AI generate (JSON, then streamed as SSE) against the fake
 #   Anthropic API → the generated code saved to the project and run in the sandbox · a (fake)
 #   Vercel account connected through the API, then a deploy of the project to it, followed over
@@ -57,7 +59,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 secret() { python3 -c 'import secrets; print(secrets.token_hex(24))'; }
 HS256_SECRET=$(secret)
 {
-    grep -Ev '^(AUTH_HS256_SECRET|SECRETS_KEY|GATEWAY_PORT|GATEWAY_BIND|DOCKER_GID|SANDBOX_INSTANCE|[A-Z_]*PASSWORD|AUTOCREA_VERSION|POSTGRES_IMAGE|REDIS_IMAGE)=' .env.example
+    grep -Ev '^(AUTH_HS256_SECRET|SECRETS_KEY|GATEWAY_PORT|GATEWAY_BIND|DOCKER_GID|SANDBOX_INSTANCE|[A-Z_]*PASSWORD|IDENTITY_[A-Z_]*|AUTOCREA_VERSION|POSTGRES_IMAGE|REDIS_IMAGE)=' .env.example
     if [ "$LOCAL_BASES" = 1 ]; then
         echo "POSTGRES_IMAGE=autocrea/postgres-local:bookworm"
         echo "REDIS_IMAGE=autocrea/redis-local:bookworm"
@@ -71,8 +73,10 @@ HS256_SECRET=$(secret)
     echo "AUTOCREA_VERSION=${IMAGE_TAG:-latest}"
     echo "DOCKER_GID=$(stat -c %g /var/run/docker.sock)"
     echo "SANDBOX_INSTANCE=$PROJECT"
-    for v in POSTGRES PROJECT_DB AI_DB DEPLOY_DB GATEWAY_DB REDIS; do echo "${v}_PASSWORD=$(secret)"; done
+    for v in POSTGRES PROJECT_DB AI_DB DEPLOY_DB GATEWAY_DB REDIS REDIS_GATEWAY REDIS_AI; do echo "${v}_PASSWORD=$(secret)"; done
+    bash deploy/scripts/identity-keys.sh env
 } >"$work/env"
+envvar() { grep -E "^$1=" "$work/env" | tail -1 | cut -d= -f2-; }
 
 files=(-f docker-compose.yml -f docker-compose.ci.yml)
 dc() { compose --project-name "$PROJECT" --env-file "$work/env" "${files[@]}" "$@"; }
@@ -144,7 +148,57 @@ for target in ai-service:9101 deploy-service:9102 project-service:9103 sandbox-s
         fail "no Prometheus metrics at http://$target/metrics on the internal network"
     fi
 done
-if [ "${#scraped[@]}" = 5 ]; then ok "metrics answer on the internal network: ${scraped[*]}"; fi
+if [ "${#scraped[@]}" = 5 ]; then ok "metrics answer on the service networks: ${scraped[*]}"; fi
+
+# ---- segmentation: what a compromised ai-service could reach ------------------------------------
+ai_ctr=$(dc ps -q ai-service)
+# PostgreSQL: reachable (its own database), but its role may not open project-service's, and it
+# holds no other role's password. psql comes from the PostgreSQL image, run in ai-service's
+# network namespace.
+pg_image=$(envvar POSTGRES_IMAGE)
+ai_pw=$(envvar AI_DB_PASSWORD)
+psql_from_ai() {
+    docker run --rm --network "container:$ai_ctr" --entrypoint psql "$pg_image" \
+        "postgresql://ai:$ai_pw@postgres:5432/$1" -Atc 'select current_database()' 2>&1 || true
+}
+own_db=$(psql_from_ai ai)
+project_db=$(psql_from_ai project)
+if [ "$own_db" = ai ] && [[ "$project_db" == *"permission denied for database"* ]] &&
+    ! dc exec -T ai-service env | grep -q '^PROJECT_DB_PASSWORD\|project:'; then
+    ok "from ai-service: its own database opens, the project database is refused ($(echo "$project_db" | tail -1 | cut -c1-70))"
+else
+    fail "from ai-service: own database '$own_db', project database '$project_db'"
+fi
+# Redis: nothing without a password; with ai-service's own ACL user, not the gateway's keys.
+redis_from_ai() {
+    dc exec -T ai-service sh -c "printf '$1' | curl -s --max-time 3 telnet://redis:6379" 2>&1 | tr -d '\r' || true
+}
+anonymous=$(redis_from_ai 'PING\r\nQUIT\r\n')
+as_ai=$(redis_from_ai "AUTH ai $(envvar REDIS_AI_PASSWORD)\r\nGET autocrea:rl:api:someone\r\nFLUSHALL\r\nQUIT\r\n")
+if [[ "$anonymous" == *NOAUTH* ]] && [[ "$as_ai" == "+OK"*"-NOPERM"*"-NOPERM"* ]]; then
+    ok "from ai-service: Redis refuses a client without a password (NOAUTH), and ai-service's user the gateway's keys and FLUSHALL (NOPERM)"
+else
+    fail "from ai-service: Redis answered '$anonymous' without a password, '$as_ai' as ai"
+fi
+# The services ai-service does not call are not on its networks at all.
+unreachable=()
+for target in sandbox-service:50054 project-service:50053 deploy-service:50052; do
+    rc=0
+    dc exec -T ai-service curl -s -o /dev/null --max-time 3 --http2-prior-knowledge "http://$target/" || rc=$?
+    # 6: the name does not resolve on its networks; 7: refused; 28: no answer.
+    case $rc in 6 | 7 | 28) unreachable+=("$target") ;; *) fail "from ai-service, $target answered (curl exit $rc)" ;; esac
+done
+if [ "${#unreachable[@]}" = 3 ]; then ok "from ai-service, out of reach: ${unreachable[*]}"; fi
+# project-service refuses a call that only claims a user (x-user-id, no assertion), here from
+# deploy-service, the one service that may reach it.
+unsigned=$(dc exec -T deploy-service sh -c "printf '\000\000\000\000\000' | curl -sS --http2-prior-knowledge --max-time 5 -X POST \
+    -H 'content-type: application/grpc' -H 'te: trailers' -H 'x-user-id: e2e-alice-$$' --data-binary @- -D - -o /dev/null \
+    http://project-service:50053/autocrea.project.v1.ProjectService/ListProjects" 2>&1 | tr -d '\r' || true)
+if grep -qi '^grpc-status: 16' <<<"$unsigned"; then
+    ok "project-service refuses an unsigned call claiming a user: UNAUTHENTICATED ($(grep -i '^grpc-message:' <<<"$unsigned" | cut -c15-90))"
+else
+    fail "project-service answered an unsigned call: $unsigned"
+fi
 
 # ---- the journey --------------------------------------------------------------------------------
 BASE=http://127.0.0.1:$port

@@ -28,9 +28,13 @@ else
     status=1
 fi
 
-# Compose files, with the documented example configuration.
-if compose --env-file .env.example -f docker-compose.yml config -q &&
-    compose --env-file .env.example -f docker-compose.yml -f docker-compose.ci.yml config -q; then
+# Compose files, with the documented example configuration plus the identity key pair it leaves
+# to the operator to generate.
+example_env=$(mktemp)
+trap 'rm -f "$example_env"' EXIT
+{ grep -v '^IDENTITY_' .env.example; bash deploy/scripts/identity-keys.sh env; } >"$example_env"
+if compose --env-file "$example_env" -f docker-compose.yml config -q &&
+    compose --env-file "$example_env" -f docker-compose.yml -f docker-compose.ci.yml config -q; then
     log "compose: docker-compose.yml (+ docker-compose.ci.yml) valid"
 else
     status=1

@@ -138,6 +138,7 @@ fn start_ai_service(provider: SocketAddr, data: &std::path::Path) -> SocketAddr 
     let url = std::env::var("AI_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| service_runtime::db::sqlite_url(data, "ai.db"));
     let mut config = ai_service::Config::new(url);
+    config.caller_keys = Some(service_runtime::testing::caller_keys());
     config.provider = Some(ai_service::ProviderConfig::anthropic(
         format!("http://{provider}"),
         "sk-bench",
@@ -151,6 +152,7 @@ fn start_ai_service(provider: SocketAddr, data: &std::path::Path) -> SocketAddr 
 
 fn start_gateway(ai: SocketAddr, data: &std::path::Path) -> SocketAddr {
     let mut config = gateway::Config::new(gateway::config::AuthConfig::hs256(SECRET));
+    config.signing_key = Some(service_runtime::testing::signing_key().clone());
     config.workers = 2;
     config.services.ai = format!("http://{ai}");
     config.limits.enabled = false;

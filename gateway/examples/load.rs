@@ -327,13 +327,31 @@ fn grpc_get(flags: &HashMap<String, String>) -> anyhow::Result<()> {
     };
     let client = ProjectServiceClient::new(channel)
         .max_decoding_message_size(service_runtime::grpc::MAX_MESSAGE_SIZE);
-    let user: tonic::metadata::MetadataValue<_> = user.parse()?;
+    // Signed as the gateway signs, with the key whose public half project-service was given.
+    let key = service_runtime::identity::SigningKey::from_env()?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "set IDENTITY_SIGNING_KEY (the pair of project-service's IDENTITY_PUBLIC_KEY)"
+        )
+    })?;
+    let who = service_runtime::identity::OnBehalfOf {
+        user_id: user,
+        auth_method: "jwt".to_string(),
+        ..Default::default()
+    };
+    let assertion =
+        secrecy::SecretString::from(service_runtime::identity::AssertionSigner::new(&key).mint(
+            &who,
+            &[service_runtime::identity::audience::PROJECT],
+            std::time::Duration::from_secs(3600),
+        )?);
     let make = Arc::new(move |_i: u64| {
         let mut client = client.clone();
         let mut request = tonic::Request::new(GetProjectRequest { id: id.clone() });
-        request
-            .metadata_mut()
-            .insert(service_runtime::grpc::USER_ID, user.clone());
+        service_runtime::identity::attach(
+            &mut request,
+            service_runtime::identity::ASSERTION,
+            &assertion,
+        );
         async move {
             match client.get_project(request).await {
                 Ok(_) => None,

@@ -37,6 +37,9 @@ pub struct Config {
     pub edge: EdgeConfig,
     /// Event streams: write timeout and open streams per user (`SSE_*`).
     pub streams: crate::sse::StreamLimits,
+    /// The Ed25519 private key that signs the caller assertions sent to the services
+    /// (`IDENTITY_SIGNING_KEY`; the services verify with its public key). Required by `run`.
+    pub signing_key: Option<service_runtime::identity::SigningKey>,
 }
 
 /// The browser-facing edge: cross-origin access, security headers, proxies in front, header
@@ -293,6 +296,7 @@ impl Config {
             db_max_connections: 10,
             edge: EdgeConfig::default(),
             streams: crate::sse::StreamLimits::default(),
+            signing_key: None,
         }
     }
 
@@ -351,6 +355,7 @@ impl Config {
                 max_per_user: parse_or("SSE_MAX_STREAMS_PER_USER", defaults.streams.max_per_user)?,
                 ..defaults.streams
             },
+            signing_key: service_runtime::identity::SigningKey::from_env()?,
         };
         config.auth.validate()?;
         Ok(config)

@@ -6,8 +6,9 @@ use autocrea_proto::ai::v1::ai_service_client::AiServiceClient;
 use autocrea_proto::deploy::v1::deploy_service_client::DeployServiceClient;
 use autocrea_proto::project::v1::project_service_client::ProjectServiceClient;
 use autocrea_proto::sandbox::v1::sandbox_service_client::SandboxServiceClient;
-use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, REQUEST_ID, USER_ID};
+use service_runtime::grpc::{ClientOptions, MAX_MESSAGE_SIZE, REQUEST_ID};
 use service_runtime::grpc_observe::TracedChannel;
+use service_runtime::identity::{AssertionSigner, OnBehalfOf, SignedChannel, audience};
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -15,26 +16,31 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::config::ServiceUrls;
-use crate::identity::Caller;
+use crate::identity::{AuthMethod, Caller};
 
 /// Least time an AI call may take: ai-service's own whole-call limit (300 s) plus margin.
 const AI_CALL_FLOOR: Duration = Duration::from_secs(330);
+/// How long a deployment's grant to read its project's files lives: the upload happens in the
+/// deployment's first step, normally within seconds, and is retried with back-off while
+/// project-service or the provider is down; past this the deployment fails and is asked again.
+pub const FILES_GRANT_LIFETIME: Duration = Duration::from_secs(3600);
 /// Least time a sandbox run may take: its largest wall-clock limit (60 s) plus container start.
 const SANDBOX_CALL_FLOOR: Duration = Duration::from_secs(130);
 
 /// Clients of every downstream service. Channels connect lazily and reconnect by themselves.
 /// Every call gets a `grpc.client` span (a child of the request's span) whose trace context
-/// goes to the service in the metadata.
+/// goes to the service in the metadata, and an assertion of its caller addressed to that service
+/// ([`request`] says who the caller is; the channel signs).
 #[derive(Debug, Clone)]
 pub struct Downstreams {
     /// project-service.
-    pub project: ProjectServiceClient<TracedChannel>,
+    pub project: ProjectServiceClient<SignedChannel>,
     /// ai-service.
-    pub ai: AiServiceClient<TracedChannel>,
+    pub ai: AiServiceClient<SignedChannel>,
     /// deploy-service.
-    pub deploy: DeployServiceClient<TracedChannel>,
+    pub deploy: DeployServiceClient<SignedChannel>,
     /// sandbox-service.
-    pub sandbox: SandboxServiceClient<TracedChannel>,
+    pub sandbox: SandboxServiceClient<SignedChannel>,
     health: Vec<HealthCheck>,
 }
 
@@ -71,7 +77,11 @@ type HealthCheck = (&'static str, &'static str, HealthClient<Channel>);
 
 impl Downstreams {
     /// Clients for `urls`; nothing connects until the first call.
-    pub fn new(urls: &ServiceUrls, options: ClientOptions) -> anyhow::Result<Self> {
+    pub fn new(
+        urls: &ServiceUrls,
+        options: ClientOptions,
+        signer: AssertionSigner,
+    ) -> anyhow::Result<Self> {
         let connect_with = |name: &str, url: &str, options: ClientOptions| {
             service_runtime::grpc::channel(url, options)
                 .map_err(|e| anyhow::anyhow!("invalid URL for {name} ({url}): {e}"))
@@ -115,17 +125,24 @@ impl Downstreams {
                 HealthClient::new(sandbox.clone()),
             ),
         ];
+        let signed = |channel: Channel, service: &'static str| {
+            SignedChannel::new(
+                TracedChannel::new(channel, service),
+                signer.clone(),
+                service,
+            )
+        };
         Ok(Self {
-            project: ProjectServiceClient::new(TracedChannel::new(project, "project-service"))
+            project: ProjectServiceClient::new(signed(project, audience::PROJECT))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
-            ai: AiServiceClient::new(TracedChannel::new(ai, "ai-service"))
+            ai: AiServiceClient::new(signed(ai, audience::AI))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
-            deploy: DeployServiceClient::new(TracedChannel::new(deploy, "deploy-service"))
+            deploy: DeployServiceClient::new(signed(deploy, audience::DEPLOY))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
-            sandbox: SandboxServiceClient::new(TracedChannel::new(sandbox, "sandbox-service"))
+            sandbox: SandboxServiceClient::new(signed(sandbox, audience::SANDBOX))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
             health,
@@ -186,18 +203,48 @@ fn degraded_hint(name: &str) -> &'static str {
     }
 }
 
-/// A gRPC request carrying the caller's identity and the request id. (The channel adds the W3C
-/// trace context of the call's client span.)
+/// A gRPC request made for `caller`: its channel signs an assertion of who the caller is,
+/// addressed to the service called. The request id travels in the metadata too. (The channel also
+/// adds the W3C trace context of the call's client span.)
 pub fn request<T>(caller: &Caller, message: T) -> tonic::Request<T> {
+    let request_id = crate::request_context::current();
+    let (auth_method, scopes) = match &caller.method {
+        AuthMethod::Jwt => ("jwt", crate::identity::Scopes::full().names()),
+        AuthMethod::ApiKey { scopes, .. } => ("api_key", scopes.names()),
+    };
     let mut request = tonic::Request::new(message);
-    let metadata = request.metadata_mut();
-    if let Ok(value) = MetadataValue::try_from(caller.user_id.as_str()) {
-        metadata.insert(USER_ID, value);
-    }
-    if let Some(id) = crate::request_context::current()
+    if let Some(id) = &request_id
         && let Ok(value) = MetadataValue::try_from(id.as_str())
     {
-        metadata.insert(REQUEST_ID, value);
+        request.metadata_mut().insert(REQUEST_ID, value);
+    }
+    request.extensions_mut().insert(OnBehalfOf {
+        user_id: caller.user_id.clone(),
+        auth_method: auth_method.to_string(),
+        scopes,
+        request_id,
+        ..OnBehalfOf::default()
+    });
+    request
+}
+
+/// A request whose target reads the caller's project on their behalf while the call lasts: its
+/// assertion is also addressed to project-service, to which the target forwards it.
+pub fn request_via_project<T>(caller: &Caller, message: T) -> tonic::Request<T> {
+    let mut request = request(caller, message);
+    if let Some(who) = request.extensions_mut().get_mut::<OnBehalfOf>() {
+        who.also_for.push(audience::PROJECT);
+    }
+    request
+}
+
+/// A request whose target reads `project` and its files on the caller's behalf, now and later
+/// (a deployment's upload): [`request_via_project`], plus a grant to read exactly that project
+/// for [`FILES_GRANT_LIFETIME`].
+pub fn request_reading_project<T>(caller: &Caller, project: &str, message: T) -> tonic::Request<T> {
+    let mut request = request_via_project(caller, message);
+    if let Some(who) = request.extensions_mut().get_mut::<OnBehalfOf>() {
+        who.files_grant = Some((project.to_string(), FILES_GRANT_LIFETIME));
     }
     request
 }

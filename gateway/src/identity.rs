@@ -219,6 +219,14 @@ impl Scopes {
         all.into_iter().collect()
     }
 
+    /// The scopes' names as [`Scopes::list`] gives them (what the services' assertions carry).
+    pub fn names(&self) -> Vec<String> {
+        self.list()
+            .into_iter()
+            .map(|s| s.name().to_string())
+            .collect()
+    }
+
     fn has(&self, scope: Scope) -> bool {
         self.0.contains(&scope) || (scope == Scope::Read && self.0.contains(&Scope::Write))
     }

@@ -1,5 +1,7 @@
 //! What every handler shares.
 
+use service_runtime::identity::{AssertionSigner, SIGNING_KEY_VAR};
+
 use crate::auth::Authenticator;
 use crate::client_ip::ClientIpResolver;
 use crate::config::Config;
@@ -36,7 +38,7 @@ impl AppState {
         Ok(Self {
             auth: Authenticator::new(&config.auth, http)?,
             limiter: RateLimiter::new(&config.limits)?,
-            downstream: Downstreams::new(&config.services, config.grpc)?,
+            downstream: Downstreams::new(&config.services, config.grpc, signer(&config)?)?,
             streams: crate::sse::OpenStreams::new(config.streams.clone()),
             keys: ApiKeyStore::connect(&config.database_url, config.db_max_connections).await?,
             client_ip: ClientIpResolver::new(
@@ -46,4 +48,17 @@ impl AppState {
             config,
         })
     }
+}
+
+/// The signer of caller assertions, from the configured key; the gateway does not start
+/// without one, since every service refuses unsigned calls.
+fn signer(config: &Config) -> anyhow::Result<AssertionSigner> {
+    let key = config.signing_key.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "configuration error: {SIGNING_KEY_VAR}: must be set to the gateway's Ed25519 \
+             private key (deploy/scripts/identity-keys.sh makes a pair): the services refuse \
+             calls without an assertion signed with it"
+        )
+    })?;
+    Ok(AssertionSigner::new(key))
 }

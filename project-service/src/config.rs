@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use secrecy::SecretString;
 use service_runtime::config::{ConfigError, listen_addr, parse_or};
+use service_runtime::identity::VerifyingKeys;
 
 /// Default largest file: 2 MiB.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 2 * 1024 * 1024;
@@ -44,6 +45,9 @@ pub struct Config {
     pub max_user_bytes: u64,
     /// Connection pool size (`PROJECT_DB_MAX_CONNECTIONS`, default 10).
     pub db_max_connections: u32,
+    /// The gateway's public key(s) that every call's assertion must verify with
+    /// (`IDENTITY_PUBLIC_KEY`; comma-separated during a key rotation). Required by `run`.
+    pub caller_keys: Option<VerifyingKeys>,
 }
 
 impl Config {
@@ -75,6 +79,7 @@ impl Config {
                 u64::from(DEFAULT_DB_MAX_CONNECTIONS),
             )?)
             .map_err(|_| ConfigError::new("PROJECT_DB_MAX_CONNECTIONS", "too large"))?,
+            caller_keys: VerifyingKeys::from_env()?,
         })
     }
 
@@ -90,6 +95,7 @@ impl Config {
             max_projects_per_user: DEFAULT_MAX_PROJECTS_PER_USER,
             max_user_bytes: DEFAULT_MAX_USER_BYTES,
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
+            caller_keys: None,
         }
     }
 }

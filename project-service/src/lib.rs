@@ -10,6 +10,7 @@ mod service;
 mod store;
 mod validated;
 
+use service_runtime::identity::{CallerVerifier, audience};
 use std::future::Future;
 
 use anyhow::Context;
@@ -35,6 +36,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Checked first: a service never serves without a key to check its callers with.
+    let verifier = CallerVerifier::required(config.caller_keys.as_ref(), audience::PROJECT)?;
     let db = Database::open(
         "project",
         &config.database_url,
@@ -64,7 +67,7 @@ pub async fn run(
         .set_serving::<ProjectServiceServer<ProjectApi>>()
         .await;
     let routes = tonic::service::Routes::new(health).add_service(server);
-    service_runtime::grpc::serve(listener, routes, shutdown)
+    service_runtime::grpc::serve(listener, routes, verifier, shutdown)
         .await
         .context("project-service gRPC server failed")?;
     Ok(())

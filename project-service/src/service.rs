@@ -3,7 +3,7 @@
 
 use autocrea_proto::project::v1 as pb;
 use autocrea_proto::project::v1::project_service_server::ProjectService;
-use service_runtime::grpc::caller;
+use service_runtime::grpc::{caller, project_reader};
 use tonic::{Request, Response, Status};
 
 use crate::error::{Error, Invalid, Result};
@@ -80,7 +80,8 @@ impl ProjectService for ProjectApi {
         &self,
         request: Request<pb::GetProjectRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        let owner = caller(&request)?;
+        // A deployment's upload reads its project (name, framework) with its grant too.
+        let owner = project_reader(&request, &request.get_ref().id)?;
         let id = project_id(&request.get_ref().id)?;
         let project = self.store.get_project(&owner, &id).await?;
         Ok(Response::new(project.into()))
@@ -180,7 +181,8 @@ impl ProjectService for ProjectApi {
         &self,
         request: Request<pb::ListFilesRequest>,
     ) -> Result<Response<pb::ListFilesResponse>, Status> {
-        let owner = caller(&request)?;
+        // The one call a deployment's upload makes with its grant for this project.
+        let owner = project_reader(&request, &request.get_ref().project_id)?;
         let req = request.get_ref();
         let id = project_id(&req.project_id)?;
         let files = self

@@ -48,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let base = Config {
         max_concurrent_runs: 8,
         queue_limit: 64,
+        caller_keys: Some(service_runtime::testing::caller_keys()),
         ..Config::default()
     };
     // BENCH_ONLY=<text>: only the paths whose name contains it (e.g. `warm`).
@@ -342,9 +343,15 @@ async fn execute(
         code: code.into(),
         ..Default::default()
     });
-    request.metadata_mut().insert(
-        service_runtime::grpc::USER_ID,
-        "bench".parse().expect("ascii"),
+    service_runtime::identity::attach(
+        &mut request,
+        service_runtime::identity::ASSERTION,
+        &service_runtime::testing::assertion(
+            service_runtime::testing::signing_key(),
+            "bench",
+            &[service_runtime::identity::audience::SANDBOX],
+            std::time::Duration::from_secs(60),
+        ),
     );
     let result = client
         .execute(request)

@@ -2,10 +2,13 @@
 //! every run gets, the warm pool and the queue.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use service_runtime::config::{ConfigError, listen_addr, optional, parse_or};
+use service_runtime::identity::VerifyingKeys;
 
+use crate::engine_endpoint::EngineEndpoint;
 use crate::language::Language;
 
 /// Default tag of the runtime image, built by `deploy/sandbox/build-images.sh`.
@@ -19,9 +22,13 @@ const MIB: i64 = 1024 * 1024;
 pub struct Config {
     /// Where to listen (`SANDBOX_LISTEN_ADDR`, default `0.0.0.0:50054`).
     pub listen_addr: SocketAddr,
-    /// Docker engine address (`unix:///path` or `tcp://host:port`). `None` uses bollard's
-    /// defaults, which honour `DOCKER_HOST` (and `DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`).
+    /// Docker engine address (`DOCKER_HOST`: `unix:///path`, or `tcp://host:port` with TLS);
+    /// `None` is the local engine's socket, `/var/run/docker.sock`.
     pub docker_host: Option<String>,
+    /// The engine's CA and this service's client certificate and key (`ca.pem`, `cert.pem`,
+    /// `key.pem`) for a `tcp://` engine: `DOCKER_CERT_PATH` (default `~/.docker`) when
+    /// `DOCKER_TLS_VERIFY` is set. A `tcp://` engine without them is refused.
+    pub docker_tls_certs: Option<PathBuf>,
     /// Runtime image every language runs in (`SANDBOX_IMAGE`, default `autocrea/sandbox-runtime:1`).
     pub image: String,
     /// Name of this service instance (`SANDBOX_INSTANCE`, default `default`). Containers are
@@ -47,6 +54,9 @@ pub struct Config {
     pub request_limits: RequestLimits,
     /// Unix user and group the code runs as (`SANDBOX_USER`, default `10001:10001`).
     pub user: String,
+    /// The gateway's public key(s) that every call's assertion must verify with
+    /// (`IDENTITY_PUBLIC_KEY`; comma-separated during a key rotation). Required by `run`.
+    pub caller_keys: Option<VerifyingKeys>,
 }
 
 /// Resource limits of one run, echoed back in every result.
@@ -117,6 +127,7 @@ impl Default for Config {
         Self {
             listen_addr: SocketAddr::from(([0, 0, 0, 0], 50054)),
             docker_host: None,
+            docker_tls_certs: None,
             image: DEFAULT_IMAGE.to_string(),
             instance: "default".to_string(),
             limits: Limits::default(),
@@ -127,6 +138,7 @@ impl Default for Config {
             queue_limit: 64,
             request_limits: RequestLimits::default(),
             user: "10001:10001".to_string(),
+            caller_keys: None,
         }
     }
 }
@@ -147,8 +159,8 @@ impl Config {
         };
         let config = Self {
             listen_addr: listen_addr("SANDBOX_LISTEN_ADDR", 50054)?,
-            // bollard reads DOCKER_HOST itself; keeping None lets it apply its TLS handling too.
-            docker_host: None,
+            docker_host: optional("DOCKER_HOST"),
+            docker_tls_certs: docker_tls_certs(),
             image: optional("SANDBOX_IMAGE").unwrap_or(d.image),
             instance: optional("SANDBOX_INSTANCE").unwrap_or(d.instance),
             limits,
@@ -170,7 +182,13 @@ impl Config {
                 max_args: parse_or("SANDBOX_MAX_ARGS", d.request_limits.max_args)?,
             },
             user: optional("SANDBOX_USER").unwrap_or(d.user),
+            caller_keys: VerifyingKeys::from_env()?,
         };
+        EngineEndpoint::parse(
+            config.docker_host.as_deref(),
+            config.docker_tls_certs.as_ref(),
+        )
+        .map_err(|e| ConfigError::new("DOCKER_HOST", e))?;
         if config.limits.timeout > config.max_timeout {
             return Err(ConfigError::new(
                 "SANDBOX_TIMEOUT_MS",
@@ -189,6 +207,19 @@ impl Config {
             .find(|(name, _)| Language::find(name).is_some_and(|l| l.name == language.name))
             .map_or(self.pool_size, |&(_, n)| n)
     }
+}
+
+/// The client certificate directory when `DOCKER_TLS_VERIFY` asks for TLS (as the Docker CLI
+/// reads it: any value but empty, `0` or `false`).
+fn docker_tls_certs() -> Option<PathBuf> {
+    let verify = optional("DOCKER_TLS_VERIFY")?;
+    if verify == "0" || verify.eq_ignore_ascii_case("false") {
+        return None;
+    }
+    Some(optional("DOCKER_CERT_PATH").map_or_else(
+        || PathBuf::from(optional("HOME").unwrap_or_else(|| "/".to_string())).join(".docker"),
+        PathBuf::from,
+    ))
 }
 
 fn pool_sizes(name: &str) -> Result<Vec<(String, usize)>, ConfigError> {

@@ -21,6 +21,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tracing::Instrument;
 
 use crate::config::Config;
+use crate::engine_endpoint::EngineEndpoint;
 use crate::error::{Error, Result};
 use crate::language::Language;
 use crate::runner::RunnerContainer;
@@ -69,13 +70,11 @@ pub struct ContainerEngine {
 impl ContainerEngine {
     /// A client for the engine named by the configuration (no I/O yet).
     pub fn connect(config: std::sync::Arc<Config>) -> std::result::Result<Self, String> {
-        let docker = match config.docker_host.as_deref() {
-            None => Docker::connect_with_defaults(),
-            Some(host) if host.starts_with("unix://") => {
-                Docker::connect_with_unix(host, 120, bollard::API_DEFAULT_VERSION)
-            }
-            Some(host) => Docker::connect_with_http(host, 120, bollard::API_DEFAULT_VERSION),
-        }
+        let docker = EngineEndpoint::parse(
+            config.docker_host.as_deref(),
+            config.docker_tls_certs.as_ref(),
+        )?
+        .connect()
         .map_err(|e| format!("no Docker engine can be reached: {e}"))?;
         Ok(Self { docker, config })
     }

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod engine_endpoint;
 pub mod error;
 pub mod language;
 pub mod metrics;
@@ -23,6 +24,7 @@ pub mod runner;
 pub mod sandbox;
 pub mod service;
 
+use service_runtime::identity::{CallerVerifier, audience};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +56,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Checked first: a service never serves without a key to check its callers with.
+    let verifier = CallerVerifier::required(config.caller_keys.as_ref(), audience::SANDBOX)?;
     let config = Arc::new(config);
     let sandbox = Sandbox::new((*config).clone());
     metrics::init(&sandbox);
@@ -101,7 +105,7 @@ pub async fn run(
             .max_decoding_message_size(service_runtime::grpc::MAX_MESSAGE_SIZE)
             .max_encoding_message_size(service_runtime::grpc::MAX_MESSAGE_SIZE),
     );
-    let served = service_runtime::grpc::serve(listener, routes, shutdown).await;
+    let served = service_runtime::grpc::serve(listener, routes, verifier, shutdown).await;
     stop_probing.cancel();
     let _ = prober.await;
     sandbox.shutdown().await;

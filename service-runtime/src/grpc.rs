@@ -1,7 +1,8 @@
 //! gRPC serving and client channels, and the metadata every call carries.
 //!
-//! The gateway authenticates the user and passes the user id to services in [`USER_ID`]; services
-//! read it back with [`caller`] and scope every read and write to it.
+//! The gateway authenticates the user and sends each service a signed assertion of who the user
+//! is ([`crate::identity`]); [`serve`] verifies it before any method runs, and services read the
+//! verified user back with [`caller`] and scope every read and write to it.
 
 use std::future::Future;
 use std::time::Duration;
@@ -13,32 +14,45 @@ use tonic::service::Routes;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Status};
 
-/// Metadata key holding the authenticated user id.
-pub const USER_ID: &str = "x-user-id";
+use crate::identity::{Caller, CallerVerifier, Refusal, VerifyLayer};
+
 /// Metadata key holding the request id assigned by the gateway.
 pub const REQUEST_ID: &str = "x-request-id";
-
-/// Longest user id accepted in metadata.
-const MAX_USER_ID_LEN: usize = 256;
 
 /// Largest gRPC message the services and clients accept (project exports carry whole projects).
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
-/// The authenticated caller of a gRPC request, as the gateway vouched for it.
+/// The user a gRPC request is made for, as the gateway's assertion vouched for it (verified by
+/// [`serve`]). A grant limited to one project's files is refused here: only the calls that read
+/// those files accept one, through [`project_reader`].
 pub fn caller<T>(request: &Request<T>) -> Result<String, Status> {
-    let value = request
-        .metadata()
-        .get(USER_ID)
-        .ok_or_else(|| Status::unauthenticated("missing caller identity (x-user-id metadata)"))?;
-    let id = value
-        .to_str()
-        .map_err(|_| Status::unauthenticated("caller identity is not ASCII"))?;
-    if id.is_empty() || id.len() > MAX_USER_ID_LEN {
-        return Err(Status::unauthenticated(
-            "caller identity is empty or too long",
-        ));
+    let caller = verified_caller(request)?;
+    if let Some(project) = &caller.project_grant {
+        return Err(Status::permission_denied(format!(
+            "this assertion only allows reading the files of project {project}"
+        )));
     }
-    Ok(id.to_string())
+    Ok(caller.user_id.clone())
+}
+
+/// The user a request reading `project`'s files is made for: a caller's assertion, or a grant
+/// for exactly that project.
+pub fn project_reader<T>(request: &Request<T>, project: &str) -> Result<String, Status> {
+    let caller = verified_caller(request)?;
+    match &caller.project_grant {
+        Some(granted) if granted != project => Err(Status::permission_denied(format!(
+            "this assertion only allows reading the files of project {granted}"
+        ))),
+        _ => Ok(caller.user_id.clone()),
+    }
+}
+
+/// The verified caller of a request, with the assertion to forward to another service.
+pub fn verified_caller<T>(request: &Request<T>) -> Result<&Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .ok_or_else(|| Status::unauthenticated(Refusal::Missing.to_string()))
 }
 
 /// The request id of a gRPC request, when the gateway sent one.
@@ -58,10 +72,12 @@ pub fn internal(error: anyhow::Error) -> Status {
 
 /// Serves `routes` plus `grpc.health.v1` on `listener` until `shutdown` resolves, then drains
 /// in-flight calls. Every call gets a span continuing the caller's trace and is counted in the
-/// gRPC metrics ([`crate::grpc_observe`]).
+/// gRPC metrics ([`crate::grpc_observe`]); every call but a health check must carry an assertion
+/// that `verifier` accepts, or is refused `UNAUTHENTICATED` ([`crate::identity::VerifyLayer`]).
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
+    verifier: CallerVerifier,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     // `tcp_nodelay` on the builder only reaches sockets tonic accepts itself; ours come from the
@@ -77,6 +93,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(crate::grpc_observe::ObserveLayer)
+        .layer(VerifyLayer::new(verifier))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
@@ -131,16 +148,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn caller_requires_identity() {
-        let request = Request::new(());
+    fn caller_requires_a_verified_assertion() {
+        let mut request = Request::new(());
+        request
+            .metadata_mut()
+            .insert("x-user-id", "user_1".parse().unwrap());
         assert_eq!(
             caller(&request).unwrap_err().code(),
             tonic::Code::Unauthenticated
         );
+    }
+
+    #[test]
+    fn a_grant_reads_only_its_project() {
+        use crate::identity::{AssertionSigner, OnBehalfOf, SigningKey, VerifyingKeys, audience};
+        let key = SigningKey::generate();
+        let who = OnBehalfOf {
+            user_id: "ann".into(),
+            ..OnBehalfOf::default()
+        };
+        let claims = who.claims(
+            &[audience::PROJECT],
+            Duration::from_secs(60),
+            Some("p1".into()),
+        );
+        let grant = AssertionSigner::new(&key).sign(&claims).unwrap();
+        let verifier = CallerVerifier::new(
+            &VerifyingKeys::from(key.verifying_key().clone()),
+            audience::PROJECT,
+        );
         let mut request = Request::new(());
         request
-            .metadata_mut()
-            .insert(USER_ID, "user_1".parse().unwrap());
-        assert_eq!(caller(&request).unwrap(), "user_1");
+            .extensions_mut()
+            .insert(verifier.verify(&grant).unwrap());
+        assert_eq!(project_reader(&request, "p1").unwrap(), "ann");
+        assert_eq!(
+            project_reader(&request, "p2").unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
+        assert_eq!(
+            caller(&request).unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
     }
 }

@@ -1,14 +1,16 @@
 //! What every AutoCrea service shares, and nothing else: telemetry set-up, configuration from the
-//! environment, graceful shutdown, gRPC serving and client channels, Prometheus metrics, caller
-//! identity in gRPC metadata, SQL pools with embedded migrations on SQLite or PostgreSQL and the
-//! classification of their failures, field validation errors, page tokens, the retry policy
-//! of calls to outside services, the TLS crypto of every client (HTTP, PostgreSQL, Redis), the
-//! Redis endpoint every service connects through, and a Redis connection with bounded waits.
+//! environment, graceful shutdown, gRPC serving and client channels, Prometheus metrics, signed
+//! caller identity between the gateway and the services, SQL pools with embedded migrations on
+//! SQLite or PostgreSQL and the classification of their failures, field validation errors, page
+//! tokens, the retry policy of calls to outside services, the TLS crypto of every client (HTTP,
+//! PostgreSQL, Redis), the Redis endpoint every service connects through, and a Redis connection
+//! with bounded waits.
 
 pub mod config;
 pub mod db;
 pub mod grpc;
 pub mod grpc_observe;
+pub mod identity;
 pub mod invalid;
 pub mod metrics;
 pub mod page_token;

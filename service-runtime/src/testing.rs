@@ -5,19 +5,149 @@
 //! `TEST_TLS_CA_FILE` and `TEST_TLS_WRONG_CA_FILE`. A test that needs them fails loudly when they
 //! are missing: it never skips.
 
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use secrecy::SecretString;
 use sqlx::AnyConnection;
 use sqlx::Connection;
 use sqlx::any::install_default_drivers;
 
-/// `message` sent as `user` (the `x-user-id` metadata the gateway sets), for calling a
-/// service's gRPC server directly.
+use crate::identity::{
+    ASSERTION, ASSERTION_LIFETIME, AssertionSigner, GRANT, OnBehalfOf, SigningKey, VerifyingKeys,
+    attach, audience,
+};
+
+/// The key pair of the suites' stand-in gateway, made once per test process: services started by
+/// a suite verify with [`caller_keys`], and [`as_user`] signs with it.
+pub fn signing_key() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(SigningKey::generate)
+}
+
+/// The public key services started by a suite verify assertions with (`IDENTITY_PUBLIC_KEY`).
+pub fn caller_keys() -> VerifyingKeys {
+    VerifyingKeys::from(signing_key().verifying_key().clone())
+}
+
+/// A signer with the suites' key, for a gateway started by a suite (`IDENTITY_SIGNING_KEY`).
+pub fn signer() -> AssertionSigner {
+    AssertionSigner::new(signing_key())
+}
+
+/// An assertion for `user` addressed to `audiences`, valid for `lifetime`, signed with `key`.
+pub fn assertion(
+    key: &SigningKey,
+    user: &str,
+    audiences: &[&str],
+    lifetime: Duration,
+) -> SecretString {
+    let token = AssertionSigner::new(key)
+        .mint(&session_user(user), audiences, lifetime)
+        .expect("sign a test assertion");
+    SecretString::from(token)
+}
+
+/// `message` sent as `user`, as the gateway sends it: with an assertion addressed to every
+/// service, signed with the suites' key. For calling a service's gRPC server directly.
 pub fn as_user<T>(user: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        crate::grpc::USER_ID,
-        user.parse().expect("an ASCII user id"),
-    );
+    with_assertion(
+        message,
+        &assertion(signing_key(), user, &audience::ALL, ASSERTION_LIFETIME),
+    )
+}
+
+/// `message` sent as `user` the way the gateway creates a deployment of `project`: [`as_user`]
+/// plus a grant to read that project's files, for deploy-service's later upload.
+pub fn as_user_deploying<T>(user: &str, project: &str, message: T) -> tonic::Request<T> {
+    let mut request = as_user(user, message);
+    attach(&mut request, GRANT, &files_grant(user, project));
     request
+}
+
+/// A grant for `user` to read `project`'s files for an hour, signed with the suites' key, as the
+/// gateway mints one with a deployment.
+pub fn files_grant(user: &str, project: &str) -> SecretString {
+    let claims = session_user(user).claims(
+        &[audience::PROJECT],
+        Duration::from_secs(3600),
+        Some(project.to_string()),
+    );
+    SecretString::from(signer().sign(&claims).expect("sign a test grant"))
+}
+
+/// `user`, signed in with a session token.
+fn session_user(user: &str) -> OnBehalfOf {
+    OnBehalfOf {
+        user_id: user.to_string(),
+        auth_method: "jwt".to_string(),
+        ..OnBehalfOf::default()
+    }
+}
+
+/// `message` carrying `assertion` as the caller assertion.
+pub fn with_assertion<T>(message: T, assertion: &SecretString) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    attach(&mut request, ASSERTION, assertion);
+    request
+}
+
+/// Requests a service named `service` must refuse UNAUTHENTICATED, each with what is wrong with
+/// it: a forged `x-user-id` and no assertion, an expired assertion, one signed by another key,
+/// and one addressed to another service. Every one claims to be `user`.
+pub fn forged_requests<T: Clone>(
+    service: &'static str,
+    user: &str,
+    message: T,
+) -> Vec<(&'static str, tonic::Request<T>)> {
+    let mut forged = tonic::Request::new(message.clone());
+    forged
+        .metadata_mut()
+        .insert("x-user-id", user.parse().expect("an ASCII user id"));
+    let mut expired_claims = session_user(user).claims(&[service], ASSERTION_LIFETIME, None);
+    expired_claims.iat -= 600;
+    expired_claims.exp = expired_claims.iat + 60;
+    let expired = SecretString::from(signer().sign(&expired_claims).expect("sign"));
+    let other_key = SigningKey::generate();
+    let foreign = assertion(&other_key, user, &[service], ASSERTION_LIFETIME);
+    let elsewhere: Vec<&str> = audience::ALL
+        .into_iter()
+        .filter(|a| *a != service)
+        .collect();
+    let misaddressed = assertion(signing_key(), user, &elsewhere, ASSERTION_LIFETIME);
+    vec![
+        ("a forged x-user-id and no assertion", forged),
+        (
+            "an expired assertion",
+            with_assertion(message.clone(), &expired),
+        ),
+        (
+            "an assertion signed by another key",
+            with_assertion(message.clone(), &foreign),
+        ),
+        (
+            "an assertion minted for other services",
+            with_assertion(message, &misaddressed),
+        ),
+    ]
+}
+
+/// Asserts that the service at `url` (`http://host:port`) answers its health check SERVING to a
+/// call without any assertion: readiness needs no identity.
+pub async fn assert_health_open(url: &str) {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let channel =
+        crate::grpc::channel(url, crate::grpc::ClientOptions::default()).expect("channel");
+    let status = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("the health check answers without an assertion")
+        .into_inner()
+        .status();
+    assert_eq!(status, ServingStatus::Serving);
 }
 
 /// Asserts `result` failed with `code`, returning the status.

@@ -20,6 +20,7 @@ pub const USER: &str = "user-1";
 /// A running ai-service with its own database.
 pub struct TestApp {
     pub client: AiServiceClient<Channel>,
+    pub addr: std::net::SocketAddr,
     _shutdown: oneshot::Sender<()>,
     _data: Option<TempDir>,
 }
@@ -57,12 +58,17 @@ pub fn openai(fake: &FakeProvider) -> ProviderConfig {
 pub fn sqlite_config(provider: Option<ProviderConfig>) -> (Config, TempDir) {
     let (url, dir) = fresh_sqlite_url();
     let mut config = Config::new(url);
+    config.caller_keys = Some(service_runtime::testing::caller_keys());
     config.provider = provider;
     (config, dir)
 }
 
 /// Starts ai-service with `config` on a free port.
-pub async fn spawn(config: Config, data: Option<TempDir>) -> TestApp {
+pub async fn spawn(mut config: Config, data: Option<TempDir>) -> TestApp {
+    // Every suite's server checks callers against the suites' key.
+    config
+        .caller_keys
+        .get_or_insert_with(service_runtime::testing::caller_keys);
     // Console output only here, so the guard has nothing to flush.
     let _ = service_runtime::telemetry::init("ai-service-tests");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -82,6 +88,7 @@ pub async fn spawn(config: Config, data: Option<TempDir>) -> TestApp {
         .expect("connect to ai-service");
     TestApp {
         client: AiServiceClient::new(channel),
+        addr,
         _shutdown: tx,
         _data: data,
     }

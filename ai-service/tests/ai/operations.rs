@@ -284,14 +284,38 @@ async fn invalid_input_lists_every_field_to_fix_without_calling_the_provider() {
 }
 
 #[tokio::test]
-async fn calls_without_caller_identity_are_unauthenticated() {
-    let mut app = spawn_with(None).await;
+async fn calls_without_a_valid_assertion_are_refused_before_the_provider_and_health_stays_open() {
+    let fake = FakeProvider::start().await;
+    let mut app = spawn_with(Some(anthropic(&fake))).await;
     let status = app
         .client
         .generate(tonic::Request::new(generate_in("x", "python")))
         .await
         .expect_err("no identity");
     assert_eq!(status.code(), Code::Unauthenticated);
+    for (what, request) in service_runtime::testing::forged_requests(
+        service_runtime::identity::audience::AI,
+        USER,
+        generate_in("x", "python"),
+    ) {
+        let status = app.client.generate(request).await.expect_err(what);
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+    }
+    for (what, request) in service_runtime::testing::forged_requests(
+        service_runtime::identity::audience::AI,
+        USER,
+        pb::GetUsageRequest {},
+    ) {
+        let status = app.client.get_usage(request).await.expect_err(what);
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+    }
+    assert_eq!(fake.calls(), 0, "a refused call never reaches the provider");
+    service_runtime::testing::assert_health_open(&format!("http://{}", app.addr)).await;
+    // The gateway's call goes through.
+    app.client
+        .generate(req(generate_in("x", "python")))
+        .await
+        .expect("a signed call is answered");
 }
 
 #[tokio::test]

@@ -82,6 +82,7 @@ async fn usage_totals_on_sqlite() {
 async fn usage_totals_on_postgres() {
     let fake = FakeProvider::start().await;
     let mut config = Config::new(fresh_postgres_url().await);
+    config.caller_keys = Some(service_runtime::testing::caller_keys());
     config.provider = Some(anthropic(&fake));
     let app = spawn(config, None).await;
     usage_totals_after_a_mix_of_calls(app).await;

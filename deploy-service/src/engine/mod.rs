@@ -74,6 +74,9 @@ impl From<Error> for StepFailure {
             Error::ProjectNotFound => {
                 Self::Fail("the project no longer exists or is not yours".to_string())
             }
+            Error::ProjectAccessRefused(reason) => Self::Fail(format!(
+                "the permission to read the project files was refused ({reason}); deploy again"
+            )),
             Error::ProjectServiceUnavailable(reason) => {
                 Self::Retry(format!("cannot read the project files: {reason}"))
             }
@@ -343,6 +346,8 @@ impl DeployEngine {
                 provider_site_id: previous.provider_site_id.clone(),
                 message: format!("rollback to deployment {} queued", previous.id),
                 account: previous.account,
+                // A rollback makes an earlier upload live again: it reads no files.
+                files_grant: None,
             })
             .await?;
         Ok(created)

@@ -8,6 +8,7 @@ use crate::model::{Provider, home_name, unique_home_name, vercel_framework};
 use crate::projects::ProjectInfo;
 use crate::providers::{DeployFile, Home, tarball};
 use crate::store::HomeRecord;
+use secrecy::SecretString;
 
 impl DeployEngine {
     /// Does the provider's part of sending a deployment (or a rollback).
@@ -34,11 +35,15 @@ impl DeployEngine {
                 )
                 .await?);
         }
-        let project = self
-            .projects
-            .project(&record.owner_id, &record.project_id)
-            .await?;
-        let files = self.files(record).await?;
+        // Read with the grant the gateway minted with the create call: the user's request is long
+        // over by now, and this may be another replica or a restarted one.
+        let grant = self.store.files_grant(&record.id).await?.ok_or_else(|| {
+            StepFailure::Fail(
+                "no permission to read the project files was kept; deploy again".into(),
+            )
+        })?;
+        let project = self.projects.project(&grant, &record.project_id).await?;
+        let files = self.files(record, &grant).await?;
         let home = self.home(record, &opened, &project).await?;
         match record.provider {
             Provider::Vercel => {
@@ -154,11 +159,12 @@ impl DeployEngine {
         Ok(home_of(saved))
     }
 
-    async fn files(&self, record: &DeploymentRecord) -> Result<Vec<DeployFile>, StepFailure> {
-        let files = self
-            .projects
-            .files(&record.owner_id, &record.project_id)
-            .await?;
+    async fn files(
+        &self,
+        record: &DeploymentRecord,
+        grant: &SecretString,
+    ) -> Result<Vec<DeployFile>, StepFailure> {
+        let files = self.projects.files(grant, &record.project_id).await?;
         if files.is_empty() {
             return Err(StepFailure::Fail(
                 "the project has no files to deploy".to_string(),

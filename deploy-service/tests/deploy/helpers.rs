@@ -1,7 +1,7 @@
 //! `TestApp`: the real project-service and deploy-service running in-process on loopback ports,
 //! deploy-service on a fresh database and configured against the fake providers.
 
-pub use service_runtime::testing::{as_user, expect_code};
+pub use service_runtime::testing::{as_user, as_user_deploying, expect_code};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -55,6 +55,7 @@ fn test_config(
     railway: &fake_railway::FakeRailway,
 ) -> Config {
     let mut config = Config::with_database_url(database_url);
+    config.caller_keys = Some(service_runtime::testing::caller_keys());
     config.db_max_connections = 5;
     config.project_service_url = project_url;
     config.vercel.api_url = vercel.url();
@@ -111,13 +112,11 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let project_addr = listener.local_addr().unwrap();
         let (project_stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(project_service::run(
-            project_service::Config::with_database_url(project_db),
-            listener,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let mut project_config = project_service::Config::with_database_url(project_db);
+        project_config.caller_keys = Some(service_runtime::testing::caller_keys());
+        tokio::spawn(project_service::run(project_config, listener, async {
+            let _ = stopped.await;
+        }));
         let projects = ProjectServiceClient::new(
             channel(&format!("http://{project_addr}"), ClientOptions::default()).unwrap(),
         )
@@ -312,7 +311,11 @@ impl TestApp {
         request: pb::CreateDeploymentRequest,
     ) -> Result<pb::Deployment, Status> {
         self.client()
-            .create_deployment(as_user(user, request))
+            .create_deployment(as_user_deploying(
+                user,
+                &request.project_id.clone(),
+                request,
+            ))
             .await
             .map(|r| r.into_inner())
     }

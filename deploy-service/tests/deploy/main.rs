@@ -13,6 +13,7 @@ mod access;
 mod connections;
 mod edges;
 mod failures;
+mod identity;
 mod lifecycle;
 mod providers;
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::downstream::request;
+use crate::downstream::{request, request_reading_project};
 use crate::identity::Caller;
 use crate::problem::{Answered, ApiError, ApiResult, FieldError};
 use crate::routes::{schema, timestamp};
@@ -266,11 +266,14 @@ pub async fn create_deployment(
         env: body.env.into_iter().collect(),
         idempotency_key,
     };
+    // deploy-service checks the project with this call's assertion and uploads its files later
+    // with the grant that comes with it.
+    let project = message.project_id.clone();
     let deployment = state
         .downstream
         .deploy
         .clone()
-        .create_deployment(request(&caller, message))
+        .create_deployment(request_reading_project(&caller, &project, message))
         .await
         .answered(SERVICE)?;
     Ok(accepted(deployment))

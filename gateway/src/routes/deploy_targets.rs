@@ -7,7 +7,7 @@ use autocrea_proto::deploy::v1 as pb;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::downstream::request;
+use crate::downstream::{request, request_via_project};
 use crate::identity::Caller;
 use crate::problem::{Answered, ApiResult};
 use crate::routes::{schema, timestamp};
@@ -71,7 +71,8 @@ pub async fn list_targets(
         .downstream
         .deploy
         .clone()
-        .list_targets(request(&caller, message))
+        // deploy-service checks the project with project-service, forwarding this assertion.
+        .list_targets(request_via_project(&caller, message))
         .await
         .answered(SERVICE)?
         .targets;

@@ -183,6 +183,7 @@ impl BrowserStack {
         let fake = FakeProvider::start().await;
         let (database_url, data) = fresh_sqlite_url();
         let mut ai_config = ai_service::Config::new(database_url);
+        ai_config.caller_keys = Some(service_runtime::testing::caller_keys());
         ai_config.provider = Some(ProviderConfig::anthropic(
             fake.url(),
             crate::ai::fake_provider::KEY,

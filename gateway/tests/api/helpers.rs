@@ -149,6 +149,7 @@ impl ProjectService {
             Db::PostgresTls => (fresh_postgres_tls_url().await, None),
         };
         let mut config = project_service::Config::with_database_url(database_url);
+        config.caller_keys = Some(service_runtime::testing::caller_keys());
         adjust(&mut config);
         let server = start_project_service(&config, SocketAddr::from(([127, 0, 0, 1], 0)));
         wait_for_port(server.addr).await;
@@ -193,6 +194,7 @@ async fn wait_for_port(addr: SocketAddr) {
 /// A gateway configuration pointing at `project_url`, with HS256 auth and the default limits.
 pub fn gateway_config(project_url: &str) -> Config {
     let mut config = Config::new(AuthConfig::hs256(SECRET));
+    config.signing_key = Some(service_runtime::testing::signing_key().clone());
     config.workers = 2;
     config.services.project = project_url.to_string();
     // Nothing listens on port 1: the other services are "down" unless a test starts them.

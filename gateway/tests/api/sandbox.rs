@@ -13,6 +13,7 @@ fn start_sandbox(docker_host: Option<&str>) -> Server {
     let mut config = sandbox_service::Config {
         instance: format!("gw-test-{}", uuid::Uuid::new_v4().simple()),
         pool_size: 0,
+        caller_keys: Some(service_runtime::testing::caller_keys()),
         ..Default::default()
     };
     config.docker_host = docker_host.map(str::to_string);

@@ -45,6 +45,7 @@ impl TestApp {
         };
         let mut config = Config::with_database_url(database_url.clone());
         config.db_max_connections = 5;
+        config.caller_keys = Some(service_runtime::testing::caller_keys());
         adjust(&mut config);
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

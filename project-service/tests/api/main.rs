@@ -23,6 +23,7 @@ macro_rules! both_backends {
 
 mod files;
 mod helpers;
+mod identity;
 mod isolation;
 mod limits;
 mod pagination;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tonic::Code;
 
-use crate::helpers::{authed, code, file, spawn_app, test_config};
+use crate::helpers::{USER, authed, code, file, spawn_app, test_config};
 
 #[tokio::test]
 async fn hello_world_in_each_language() {
@@ -226,5 +226,31 @@ async fn every_call_needs_a_caller() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
+    // A forged x-user-id, or an assertion expired, signed by another key or minted for another
+    // service: refused before any container starts.
+    let audience = service_runtime::identity::audience::SANDBOX;
+    let forged =
+        service_runtime::testing::forged_requests(audience, USER, code("python", "print(1)"));
+    for (what, request) in forged {
+        let status = app.client.clone().execute(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+    }
+    for (what, request) in
+        service_runtime::testing::forged_requests(audience, USER, ListLanguagesRequest {})
+    {
+        let status = app
+            .client
+            .clone()
+            .list_languages(request)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+    }
+    // The gateway's call goes through.
+    app.client
+        .clone()
+        .list_languages(authed(ListLanguagesRequest {}))
+        .await
+        .expect("a signed call is answered");
     app.stop().await;
 }

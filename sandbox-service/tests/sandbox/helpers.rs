@@ -39,6 +39,7 @@ pub fn test_config(instance: &str) -> Config {
         pool_size: 0,
         max_concurrent_runs: 4,
         queue_limit: 32,
+        caller_keys: Some(service_runtime::testing::caller_keys()),
         ..Config::default()
     }
 }
@@ -100,13 +101,10 @@ impl TestApp {
     }
 }
 
-/// `message` with the caller identity the service requires.
+/// `message` with the caller identity the service requires (an assertion signed as the gateway
+/// signs).
 pub fn authed<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert(service_runtime::grpc::USER_ID, USER.parse().unwrap());
-    request
+    service_runtime::testing::as_user(USER, message)
 }
 
 /// A request running `code` in `language`.

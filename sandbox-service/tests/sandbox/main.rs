@@ -6,4 +6,5 @@ mod concurrency;
 mod helpers;
 mod lifecycle;
 mod spans;
+mod tls_engine;
 mod validation;

@@ -64,6 +64,7 @@ impl AiStack {
         let fake = FakeProvider::start().await;
         let (database_url, data) = fresh_sqlite_url();
         let mut ai_config = ai_service::Config::new(database_url);
+        ai_config.caller_keys = Some(service_runtime::testing::caller_keys());
         ai_config.provider = provider(&fake);
         adjust_ai(&mut ai_config);
         let ai = start_ai_service(ai_config);

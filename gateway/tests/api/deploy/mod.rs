@@ -50,6 +50,7 @@ impl DeployStack {
         let (database_url, dir) = fresh_sqlite_url();
         let deploy_db = database_url.clone();
         let mut config = deploy_service::Config::with_database_url(database_url);
+        config.caller_keys = Some(service_runtime::testing::caller_keys());
         config.project_service_url = project.url();
         config.vercel.api_url = vercel.url();
         config.vercel.token = Some(SecretString::from(fake_vercel::TOKEN));

@@ -29,6 +29,7 @@ impl AiFaultStack {
         };
         let (database_url, data) = fresh_sqlite_url();
         let mut ai_config = ai_service::Config::new(database_url);
+        ai_config.caller_keys = Some(service_runtime::testing::caller_keys());
         ai_config.provider = Some(provider);
         let ai = start_ai_service(ai_config);
         let mut config = gateway_config("http://127.0.0.1:1");

@@ -78,7 +78,8 @@ async fn a_service_killed_under_load_gives_fast_503s_and_loses_nothing_acknowled
 
 /// project-service on a database of the caller's choosing.
 async fn project_service_on(database_url: &str) -> Server {
-    let config = project_service::Config::with_database_url(database_url.to_string());
+    let mut config = project_service::Config::with_database_url(database_url.to_string());
+    config.caller_keys = Some(service_runtime::testing::caller_keys());
     let server = Server::start(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         move |listener, shutdown| async move {

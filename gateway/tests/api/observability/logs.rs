@@ -33,6 +33,7 @@ async fn request_log_lines_are_json_without_tokens_or_prompts() {
     let fake = FakeProvider::start().await;
     let (database_url, _data) = fresh_sqlite_url();
     let mut ai_config = ai_service::Config::new(database_url);
+    ai_config.caller_keys = Some(service_runtime::testing::caller_keys());
     ai_config.provider = Some(ai_service::ProviderConfig::anthropic(fake.url(), KEY));
     let ai = start_ai_service(ai_config);
     let project = ProjectService::start(Db::Sqlite).await;

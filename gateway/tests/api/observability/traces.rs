@@ -184,6 +184,7 @@ async fn an_ai_request_traces_the_provider_call_and_the_usage_ledger() {
     let fake = FakeProvider::start().await;
     let (database_url, _data) = fresh_sqlite_url();
     let mut ai_config = ai_service::Config::new(database_url);
+    ai_config.caller_keys = Some(service_runtime::testing::caller_keys());
     ai_config.provider = Some(ai_service::ProviderConfig::anthropic(fake.url(), KEY));
     // A budget makes every call read the month's spend first.
     ai_config.monthly_token_budget = Some(1_000_000);
