@@ -14,7 +14,8 @@ use serde_json::json;
 use service_runtime::db::Database;
 use service_runtime::redis_endpoint::RedisEndpoint;
 use service_runtime::testing::{
-    fresh_postgres_tls_url, redis_tls_url, tls_ca_file, with_root_cert, wrong_tls_ca_file,
+    caller_keys, fresh_postgres_tls_url, redis_tls_url, tls_ca_file, with_root_cert,
+    wrong_tls_ca_file,
 };
 
 use crate::ai::{anthropic, fake_provider::FakeProvider, generate_body};
@@ -31,6 +32,7 @@ async fn every_service_works_over_tls_with_the_test_ca() {
     let fake = FakeProvider::start().await;
     let mut ai_config = ai_service::Config::new(fresh_postgres_tls_url().await);
     ai_config.provider = anthropic(&fake);
+    ai_config.caller_keys = Some(caller_keys());
     ai_config.redis_url = Some(tls_redis(tls_ca_file()));
     ai_config.cache.redis_prefix = format!("{}:", unique_user("tls-cache"));
     let ai = start_ai_service(ai_config);
@@ -38,6 +40,7 @@ async fn every_service_works_over_tls_with_the_test_ca() {
     let mut deploy_config =
         deploy_service::Config::with_database_url(fresh_postgres_tls_url().await);
     deploy_config.project_service_url = project.url();
+    deploy_config.caller_keys = Some(caller_keys());
     let deploy = Server::start(SocketAddr::from(([127, 0, 0, 1], 0)), |listener, stop| {
         deploy_service::run(deploy_config, listener, async {
             let _ = stop.await;
@@ -118,25 +121,29 @@ async fn a_wrong_ca_stops_each_service_at_start_with_a_certificate_error() {
     let wrong = || async { with_root_cert(&fresh_postgres_tls_url().await, &wrong_tls_ca_file()) };
     let never = std::future::pending::<()>;
 
-    let config = project_service::Config::with_database_url(wrong().await);
+    let mut config = project_service::Config::with_database_url(wrong().await);
+    config.caller_keys = Some(caller_keys());
     refuses_to_start("project-service", |l| {
         project_service::run(config, l, never())
     })
     .await;
 
-    let config = deploy_service::Config::with_database_url(wrong().await);
+    let mut config = deploy_service::Config::with_database_url(wrong().await);
+    config.caller_keys = Some(caller_keys());
     refuses_to_start("deploy-service", |l| {
         deploy_service::run(config, l, never())
     })
     .await;
 
-    let config = ai_service::Config::new(wrong().await);
+    let mut config = ai_service::Config::new(wrong().await);
+    config.caller_keys = Some(caller_keys());
     refuses_to_start("ai-service (PostgreSQL)", |l| {
         ai_service::run(config, l, never())
     })
     .await;
 
     let mut config = ai_service::Config::new(fresh_postgres_tls_url().await);
+    config.caller_keys = Some(caller_keys());
     config.redis_url = Some(tls_redis(wrong_tls_ca_file()));
     refuses_to_start("ai-service (Redis)", |l| {
         ai_service::run(config, l, never())
