@@ -14,6 +14,10 @@ use crate::protocol::{Event, StdoutScanner, Trailer};
 
 /// Stderr kept from a supervisor that failed before a run, for the error message.
 const EARLY_STDERR_LIMIT: usize = 4096;
+/// After the trailer the container is exiting, but the engine delivers stdout and stderr as it
+/// reads them from two pipes: the program's last stderr may come after the trailer on stdout.
+/// Its output is read until the container's streams end, or for this long at most.
+const DRAIN_AFTER_TRAILER: Duration = Duration::from_millis(500);
 
 /// What a running container sends back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +43,8 @@ pub struct RunnerContainer {
     scanner: StdoutScanner,
     queued: VecDeque<Piece>,
     early_stderr: Vec<u8>,
+    /// The supervisor's report, held until the rest of the output has been read.
+    trailer: Option<Trailer>,
     ended: bool,
 }
 
@@ -67,6 +73,7 @@ impl RunnerContainer {
             scanner: StdoutScanner::new(),
             queued: VecDeque::new(),
             early_stderr: Vec::new(),
+            trailer: None,
             ended: false,
         }
     }
@@ -126,7 +133,14 @@ impl RunnerContainer {
             if self.ended {
                 return None;
             }
-            match self.output.next().await {
+            let next = if self.trailer.is_some() {
+                tokio::time::timeout(DRAIN_AFTER_TRAILER, self.output.next())
+                    .await
+                    .unwrap_or(None)
+            } else {
+                self.output.next().await
+            };
+            match next {
                 Some(Ok(LogOutput::StdOut { message })) => match self.scanner.push(&message) {
                     Ok(events) => {
                         for event in events {
@@ -136,10 +150,7 @@ impl RunnerContainer {
                                 Event::Output(bytes) => {
                                     self.queued.push_back(Piece::Stdout(bytes));
                                 }
-                                Event::End(trailer) => {
-                                    self.queued.push_back(Piece::End(trailer));
-                                    self.ended = true;
-                                }
+                                Event::End(trailer) => self.trailer = Some(trailer),
                             }
                         }
                     }
@@ -164,11 +175,14 @@ impl RunnerContainer {
         }
     }
 
-    /// The stream ended without a trailer: pass on what the scanner held back.
+    /// The stream ended: pass on what the scanner held back, then the trailer when there was one.
     fn finish(&mut self) {
         let rest = self.scanner.finish();
         if !rest.is_empty() {
             self.queued.push_back(Piece::Stdout(rest));
+        }
+        if let Some(trailer) = self.trailer.take() {
+            self.queued.push_back(Piece::End(trailer));
         }
         self.ended = true;
     }

@@ -144,6 +144,25 @@ async fn several_files_with_an_entry_point() {
     app.stop().await;
 }
 
+/// The engine reads a container's stdout and stderr from two pipes, so the program's last words
+/// on stderr can arrive after the supervisor's trailer on stdout; they belong to the result all
+/// the same.
+#[tokio::test]
+async fn the_last_stderr_before_exit_is_kept() {
+    let app = spawn_app(test_config("last-stderr")).await;
+    for _ in 0..8 {
+        let result = app
+            .execute(code(
+                "python",
+                "import sys\nprint('out')\nsys.stderr.write('x' * 3000 + '\\nlast words\\n')\nsys.exit(4)",
+            ))
+            .await;
+        assert_eq!(result.exit_code, 4, "{result:?}");
+        assert!(result.stderr.ends_with("last words\n"), "{result:?}");
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn runtime_errors_give_a_non_zero_exit_and_stderr() {
     let app = spawn_app(test_config("errors")).await;
