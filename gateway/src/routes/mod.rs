@@ -15,6 +15,7 @@ use crate::problem::ApiError;
 
 pub mod ai;
 pub mod auth;
+mod body_schema;
 pub mod deploy;
 pub mod deploy_targets;
 pub mod docs;
