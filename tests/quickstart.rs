@@ -52,9 +52,9 @@ fn start_with(data: &TempDir, env: &[(&str, &str)]) -> Running {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            // Keep reading after the banner (the receiver is gone by then): a closed pipe would
+            // make the process's next line of output fail.
+            let _ = tx.send(line);
         }
     });
     let (mut base, mut token) = (None, None);

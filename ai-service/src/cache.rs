@@ -11,7 +11,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use redis::AsyncCommands;
@@ -59,17 +58,19 @@ impl std::fmt::Debug for Store {
 }
 
 impl PromptCache {
-    /// Uses Redis when `redis_url` is given, else keeps the cache in memory; a zero TTL, or a
-    /// zero size in memory, turns caching off. Fails only on a malformed URL: a Redis that does
-    /// not answer yet is a warning, and calls go on without the cache until it does.
-    pub async fn open(config: &CacheConfig, redis_url: Option<&str>) -> anyhow::Result<Self> {
+    /// Uses Redis when `redis` is given, else keeps the cache in memory; a zero TTL, or a zero
+    /// size in memory, turns caching off. Fails only on an unusable URL or CA file: a Redis that
+    /// does not answer yet is a warning, and calls go on without the cache until it does.
+    pub async fn open(
+        config: &CacheConfig,
+        redis: Option<&service_runtime::redis_endpoint::RedisEndpoint>,
+    ) -> anyhow::Result<Self> {
         let store = if config.ttl.is_zero() {
             tracing::info!("prompt cache off (AI_CACHE_TTL_SECS=0)");
             Store::Off
-        } else if let Some(url) = redis_url {
-            let redis = RedisClient::new(url, config.redis_timeouts, "prompt cache")
-                .context("REDIS_URL is not a Redis URL")?;
-            redis.connect_at_start().await;
+        } else if let Some(endpoint) = redis {
+            let redis = RedisClient::new(endpoint.client()?, config.redis_timeouts, "prompt cache");
+            redis.connect_at_start().await?;
             tracing::info!(scope = config.scope.as_str(), "prompt cache in Redis");
             Store::Redis {
                 redis: Box::new(redis),

@@ -8,6 +8,7 @@ use secrecy::SecretString;
 use service_runtime::config::{ConfigError, listen_addr, optional, parse_optional, parse_or};
 use service_runtime::identity::VerifyingKeys;
 use service_runtime::redis_client::RedisTimeouts;
+use service_runtime::redis_endpoint::RedisEndpoint;
 use service_runtime::retry;
 
 /// Configuration of ai-service.
@@ -18,8 +19,9 @@ pub struct Config {
     /// The usage ledger database: `DATABASE_URL`, or SQLite `ai.db` under `DATA_DIR` (default
     /// `./data`). Secret because a PostgreSQL URL may hold a password.
     pub database_url: SecretString,
-    /// Redis for the prompt cache (`REDIS_URL`); the cache stays in memory when unset.
-    pub redis_url: Option<SecretString>,
+    /// Redis for the prompt cache (`REDIS_URL`, and `REDIS_CA_FILE` for `rediss://`); the cache
+    /// stays in memory when unset.
+    pub redis_url: Option<RedisEndpoint>,
     /// The AI provider; `None` keeps the service up but answers AI calls with
     /// `FAILED_PRECONDITION`.
     pub provider: Option<ProviderConfig>,
@@ -55,7 +57,7 @@ impl Config {
         let mut config = Self::new(String::new());
         config.database_url = service_runtime::db::url_from_env("ai.db");
         config.listen_addr = listen_addr("AI_LISTEN_ADDR", 50051)?;
-        config.redis_url = optional("REDIS_URL").map(SecretString::from);
+        config.redis_url = RedisEndpoint::from_env()?;
         config.provider = ProviderConfig::from_env()?;
         config.monthly_token_budget = parse_optional("AI_MONTHLY_TOKEN_BUDGET")?;
         config.cache.ttl =
@@ -371,7 +373,7 @@ mod tests {
     #[test]
     fn debug_output_never_shows_secrets() {
         let mut config = Config::new("postgres://ai:db-password@db/ai");
-        config.redis_url = Some(SecretString::from("redis://:redis-password@cache"));
+        config.redis_url = Some(RedisEndpoint::new("redis://:redis-password@cache"));
         config.provider = Some(ProviderConfig::anthropic(
             "https://api.anthropic.com",
             "sk-ant-secret",

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use autocrea_proto::ai::v1::ai_service_server::AiServiceServer;
-use secrecy::ExposeSecret;
 use service_runtime::db::Database;
 use tokio::net::TcpListener;
 
@@ -42,11 +41,7 @@ pub async fn run(
     let verifier = CallerVerifier::required(config.caller_keys.as_ref(), audience::AI)?;
     let db = Database::open("ai", &config.database_url, 10, &ledger::MIGRATIONS).await?;
     let ledger = ledger::UsageLedger::new(db);
-    let cache = cache::PromptCache::open(
-        &config.cache,
-        config.redis_url.as_ref().map(|u| u.expose_secret()),
-    )
-    .await?;
+    let cache = cache::PromptCache::open(&config.cache, config.redis_url.as_ref()).await?;
     let provider = match config.provider {
         Some(p) => {
             tracing::info!(provider = p.kind.as_str(), model = %p.model, "AI provider configured");

@@ -148,6 +148,15 @@ impl Change {
             ..Self::default()
         }
     }
+
+    /// A change into `error` that says why, as the event and as the deployment's error.
+    pub fn failed(reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self {
+            error: Some(reason.clone()),
+            ..Self::message(reason)
+        }
+    }
 }
 
 /// Deployments and events in SQL.
@@ -206,11 +215,13 @@ impl DeploymentStore {
         }
         // The row as created, read before the commit: once committed, the engine may pick it up
         // and move it on before a later read, and the answer must be what was created (`queued`).
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM deployments WHERE id = $1"))
-            .bind(&id)
-            .fetch_one(tx.traced())
-            .await
-            .db("select created deployment")?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM deployments WHERE id = $1"
+        )))
+        .bind(&id)
+        .fetch_one(tx.traced())
+        .await
+        .db("select created deployment")?;
         let record = record(&row)?;
         tx.commit().await.db("commit insert")?;
         Ok((record, true))
@@ -227,9 +238,9 @@ impl DeploymentStore {
         owner: &str,
         key: &str,
     ) -> Result<Option<DeploymentRecord>> {
-        let row = sqlx::query(&format!(
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM deployments WHERE owner_id = $1 AND idempotency_key = $2"
-        ))
+        )))
         .bind(owner)
         .bind(key)
         .fetch_optional(self.db.traced())
@@ -240,9 +251,9 @@ impl DeploymentStore {
 
     /// The deployment `id` if it belongs to `owner`.
     pub async fn get(&self, owner: &str, id: &str) -> Result<Option<DeploymentRecord>> {
-        let row = sqlx::query(&format!(
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM deployments WHERE id = $1 AND owner_id = $2"
-        ))
+        )))
         .bind(id)
         .bind(owner)
         .fetch_optional(self.db.traced())
@@ -253,11 +264,13 @@ impl DeploymentStore {
 
     /// The deployment `id`, whoever owns it (for the poller).
     pub async fn get_any(&self, id: &str) -> Result<Option<DeploymentRecord>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM deployments WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(self.db.traced())
-            .await
-            .db("select deployment")?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM deployments WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(self.db.traced())
+        .await
+        .db("select deployment")?;
         row.map(|r| record(&r)).transpose()
     }
 
@@ -294,12 +307,12 @@ impl DeploymentStore {
             Some(c) => (c.created_at_ms, c.id.as_str()),
             None => (i64::MAX, ""),
         };
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM deployments WHERE owner_id = $1 \
              AND ($2 = '' OR project_id = $2) \
              AND (created_at_ms < $3 OR (created_at_ms = $3 AND id < $4)) \
              ORDER BY created_at_ms DESC, id DESC LIMIT $5"
-        ))
+        )))
         .bind(owner)
         .bind(project.unwrap_or_default())
         .bind(created)
@@ -313,12 +326,12 @@ impl DeploymentStore {
 
     /// The last ready deployment of the same owner, project and provider created before `of`.
     pub async fn previous_ready(&self, of: &DeploymentRecord) -> Result<Option<DeploymentRecord>> {
-        let row = sqlx::query(&format!(
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM deployments WHERE owner_id = $1 AND project_id = $2 \
              AND provider = $3 AND state = 'ready' AND provider_deployment_id IS NOT NULL \
              AND (created_at_ms < $4 OR (created_at_ms = $4 AND id < $5)) \
              ORDER BY created_at_ms DESC, id DESC LIMIT 1"
-        ))
+        )))
         .bind(&of.owner_id)
         .bind(&of.project_id)
         .bind(of.provider.as_str())
@@ -421,14 +434,14 @@ impl DeploymentStore {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE deployments SET lease_owner = $1, lease_until_ms = $2 \
              WHERE id IN (SELECT id FROM deployments WHERE state IN {ACTIVE} \
                  AND next_poll_at_ms <= $3 AND lease_until_ms < $3 \
                  ORDER BY next_poll_at_ms LIMIT $4 {lock}) \
              AND lease_until_ms < $3 \
              RETURNING {COLUMNS}"
-        ))
+        )))
         .bind(replica)
         .bind(lease_until_ms)
         .bind(now)

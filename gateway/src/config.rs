@@ -335,7 +335,7 @@ impl Config {
                 sandbox: parse_or("RATE_LIMIT_SANDBOX", limit_defaults.sandbox)?,
                 auth: parse_or("RATE_LIMIT_AUTH", limit_defaults.auth)?,
                 integrations: parse_or("RATE_LIMIT_INTEGRATIONS", limit_defaults.integrations)?,
-                redis_url: optional("REDIS_URL").map(SecretString::from),
+                redis_url: service_runtime::redis_endpoint::RedisEndpoint::from_env()?,
                 redis_failure: parse_or("RATE_LIMIT_REDIS_FAILURE", RedisFailureMode::default())?,
                 enabled: flag("RATE_LIMIT_ENABLED", true)?,
             },

@@ -21,7 +21,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter as Governor};
 use redis::aio::ConnectionManager;
-use secrecy::SecretString;
+use service_runtime::redis_endpoint::RedisEndpoint;
 use tokio::sync::RwLock;
 
 mod route_group;
@@ -113,8 +113,9 @@ pub struct LimitsConfig {
     pub auth: RateLimitPolicy,
     /// `RATE_LIMIT_INTEGRATIONS`, default `20/1h` (saving a connection calls the provider).
     pub integrations: RateLimitPolicy,
-    /// `REDIS_URL`: when set, limits live in Redis and every gateway replica shares them.
-    pub redis_url: Option<SecretString>,
+    /// `REDIS_URL` (and `REDIS_CA_FILE` for `rediss://`): when set, limits live in Redis and
+    /// every gateway replica shares them.
+    pub redis_url: Option<RedisEndpoint>,
     /// `RATE_LIMIT_REDIS_FAILURE`, default `open`: what to do while Redis does not answer (fall
     /// back to in-process limits, or refuse limited requests with 503).
     pub redis_failure: RedisFailureMode,
@@ -244,7 +245,7 @@ impl RateLimiter {
         let redis = config
             .redis_url
             .as_ref()
-            .map(|url| RedisLimiter::new(secrecy::ExposeSecret::expose_secret(url)))
+            .map(RedisLimiter::new)
             .transpose()?;
         Ok(Self {
             groups,
@@ -430,9 +431,8 @@ struct RedisLimiter {
 }
 
 impl RedisLimiter {
-    fn new(url: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
+    fn new(endpoint: &RedisEndpoint) -> anyhow::Result<Self> {
+        let client = endpoint.client()?;
         Ok(Self {
             client,
             connection: Arc::new(RwLock::new(None)),
@@ -482,11 +482,7 @@ impl RedisLimiter {
         if let Some(conn) = slot.as_ref() {
             return Ok(conn.clone());
         }
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(Duration::from_secs(1))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(self.client.clone(), config).await?;
+        let conn = service_runtime::redis_endpoint::connection_manager(self.client.clone()).await?;
         *slot = Some(conn.clone());
         Ok(conn)
     }

@@ -58,6 +58,21 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
 }
 
+/// A downstream's answer as the HTTP API reads it: the message, or the problem
+/// [`ApiError::from_status`] makes of the failure, e.g.
+/// `client.get_project(request(&caller, message)).await.answered(SERVICE)?`.
+pub trait Answered<T> {
+    /// The message `service` answered, or its failure as a problem.
+    fn answered(self, service: &str) -> ApiResult<T>;
+}
+
+impl<T> Answered<T> for Result<tonic::Response<T>, tonic::Status> {
+    fn answered(self, service: &str) -> ApiResult<T> {
+        self.map(tonic::Response::into_inner)
+            .map_err(|status| ApiError::from_status(&status, service))
+    }
+}
+
 impl ApiError {
     fn new(
         status: StatusCode,

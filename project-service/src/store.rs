@@ -182,9 +182,9 @@ impl ProjectStore {
 
     /// The project `id` of `owner`.
     pub async fn get_project(&self, owner: &str, id: &ProjectId) -> Result<ProjectRecord> {
-        let row = sqlx::query(&format!(
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1 AND owner_id = $2"
-        ))
+        )))
         .bind(id.as_str())
         .bind(owner)
         .fetch_optional(self.db.traced())
@@ -205,21 +205,21 @@ impl ProjectStore {
         let limit = size.get() + 1;
         let rows = match after {
             None => {
-                sqlx::query(&format!(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {PROJECT_COLUMNS} FROM projects WHERE owner_id = $1 \
                      ORDER BY created_at_ms DESC, id DESC LIMIT $2"
-                ))
+                )))
                 .bind(owner)
                 .bind(limit)
                 .fetch_all(self.db.traced())
                 .await
             }
             Some(cursor) => {
-                sqlx::query(&format!(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {PROJECT_COLUMNS} FROM projects WHERE owner_id = $1 \
                      AND (created_at_ms < $2 OR (created_at_ms = $2 AND id < $3)) \
                      ORDER BY created_at_ms DESC, id DESC LIMIT $4"
-                ))
+                )))
                 .bind(owner)
                 .bind(cursor.created_at_ms)
                 .bind(&cursor.id)
@@ -258,14 +258,14 @@ impl ProjectStore {
         let text = |v: Option<&str>| v.map(str::to_string);
         // The version check and the write are one statement, so two racing updates based on
         // the same version cannot both succeed.
-        let row = sqlx::query(&format!(
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE projects SET \
              name = COALESCE($1, name), description = COALESCE($2, description), \
              language = COALESCE($3, language), framework = COALESCE($4, framework), \
              version = version + 1, updated_at_ms = $5 \
              WHERE id = $6 AND owner_id = $7 AND version = $8 \
              RETURNING {PROJECT_COLUMNS}"
-        ))
+        )))
         .bind(text(changes.name.as_ref().map(ProjectName::as_str)))
         .bind(text(changes.description.as_ref().map(Description::as_str)))
         .bind(text(changes.language.as_ref().map(TechLabel::as_str)))

@@ -2,8 +2,9 @@
 //! environment, graceful shutdown, gRPC serving and client channels, Prometheus metrics, signed
 //! caller identity between the gateway and the services, SQL pools with embedded migrations on
 //! SQLite or PostgreSQL and the classification of their failures, field validation errors, page
-//! tokens, the retry policy of calls to outside services, a Redis connection with bounded waits,
-//! and the TLS crypto of every client (HTTP, PostgreSQL, Redis).
+//! tokens, the retry policy of calls to outside services, the TLS crypto of every client (HTTP,
+//! PostgreSQL, Redis), the Redis endpoint every service connects through, and a Redis connection
+//! with bounded waits.
 
 pub mod config;
 pub mod db;
@@ -14,6 +15,7 @@ pub mod invalid;
 pub mod metrics;
 pub mod page_token;
 pub mod redis_client;
+pub mod redis_endpoint;
 pub mod retry;
 pub mod shutdown;
 #[cfg(any(test, feature = "testing"))]

@@ -51,32 +51,60 @@ impl std::fmt::Debug for RedisClient {
 }
 
 impl RedisClient {
-    /// A client of `url`, not connected yet; fails only when `url` is not a Redis URL.
-    pub fn new(
-        url: &str,
-        timeouts: RedisTimeouts,
-        purpose: &'static str,
-    ) -> redis::RedisResult<Self> {
-        Ok(Self {
-            client: redis::Client::open(url)?,
+    /// A connection to `client`'s server (from [`crate::redis_endpoint::RedisEndpoint::client`],
+    /// which knows its TLS trust), not connected yet.
+    pub fn new(client: redis::Client, timeouts: RedisTimeouts, purpose: &'static str) -> Self {
+        Self {
+            client,
             timeouts,
             purpose,
             connection: RwLock::new(None),
             retry_at: Mutex::new(None),
-        })
+        }
     }
 
-    /// Connects now, so that a misconfiguration shows in the start-up log; a failure is logged
-    /// as a warning and the next calls try again. Returns whether Redis answered.
-    pub async fn connect_at_start(&self) -> bool {
-        match self.connection().await {
-            Some(_) => {
+    /// Connects now, so that a misconfiguration shows in the start-up log. A Redis that does not
+    /// answer is a warning and the next calls try again (`Ok(false)`); a server whose certificate
+    /// the configured CA refuses is a misconfiguration no retry mends, and stops start-up.
+    pub async fn connect_at_start(&self) -> anyhow::Result<bool> {
+        let mut slot = self.connection.write().await;
+        match self.connect().await {
+            Ok(conn) => {
+                *slot = Some(conn);
                 tracing::info!(purpose = self.purpose, "connected to Redis");
-                true
+                Ok(true)
             }
-            // `connection` logged the warning.
-            None => false,
+            Err(error) if refused_certificate(&error) => {
+                Err(anyhow::Error::new(error).context(format!(
+                    "Redis ({}) refused: its certificate does not chain to the configured CA \
+                     (REDIS_CA_FILE) or the system's roots",
+                    self.purpose
+                )))
+            }
+            Err(error) => {
+                self.failed(&error);
+                Ok(false)
+            }
         }
+    }
+
+    /// One bounded attempt to connect (`ConnectionManager` retries once on its own; the outer
+    /// timeout bounds the whole attempt).
+    async fn connect(&self) -> redis::RedisResult<ConnectionManager> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeouts.connect))
+            .set_response_timeout(Some(self.timeouts.response))
+            .set_number_of_retries(1);
+        let attempt = ConnectionManager::new_with_config(self.client.clone(), config);
+        let wait = self.timeouts.connect.saturating_mul(3);
+        tokio::time::timeout(wait, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connecting timed out",
+                )))
+            })
     }
 
     /// The connection, or `None` while Redis is down (then the caller goes on without it).
@@ -91,28 +119,14 @@ impl RedisClient {
         if let Some(conn) = slot.as_ref() {
             return Some(conn.clone());
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeouts.connect)
-            .set_response_timeout(self.timeouts.response)
-            .set_number_of_retries(1);
-        // ConnectionManager::new retries on its own; the outer timeout bounds the whole attempt.
-        let attempt = ConnectionManager::new_with_config(self.client.clone(), config);
-        let wait = self.timeouts.connect.saturating_mul(3);
-        match tokio::time::timeout(wait, attempt).await {
-            Ok(Ok(conn)) => {
+        match self.connect().await {
+            Ok(conn) => {
                 *slot = Some(conn.clone());
                 self.answered();
                 Some(conn)
             }
-            Ok(Err(error)) => {
+            Err(error) => {
                 self.failed(&error);
-                None
-            }
-            Err(_) => {
-                self.failed(&redis::RedisError::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "connecting timed out",
-                )));
                 None
             }
         }
@@ -147,6 +161,20 @@ impl RedisClient {
     }
 }
 
+/// Whether `error` is the TLS handshake refusing the server's certificate (rustls'
+/// `InvalidCertificate` somewhere in its cause chain).
+fn refused_certificate(error: &redis::RedisError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(rustls::Error::InvalidCertificate(_)) = e.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    // Some layers flatten the chain into text.
+    error.to_string().contains("invalid peer certificate")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,9 +193,12 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let client =
-            RedisClient::new(&format!("redis://127.0.0.1:{port}"), quick(), "test").unwrap();
-        assert!(!client.connect_at_start().await);
+        let client = RedisClient::new(
+            client_of(&format!("redis://127.0.0.1:{port}")),
+            quick(),
+            "test",
+        );
+        assert!(!client.connect_at_start().await.unwrap());
         let started = Instant::now();
         assert!(client.connection().await.is_none());
         assert!(
@@ -188,9 +219,9 @@ mod tests {
                 held.push(socket);
             }
         });
-        let client = RedisClient::new(&format!("redis://{addr}"), quick(), "test").unwrap();
+        let client = RedisClient::new(client_of(&format!("redis://{addr}")), quick(), "test");
         let started = Instant::now();
-        assert!(!client.connect_at_start().await);
+        assert!(!client.connect_at_start().await.unwrap());
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "{:?}",
@@ -198,14 +229,19 @@ mod tests {
         );
     }
 
+    fn client_of(url: &str) -> redis::Client {
+        crate::redis_endpoint::RedisEndpoint::new(url)
+            .client()
+            .unwrap()
+    }
+
     #[test]
     fn debug_never_shows_the_url() {
         let client = RedisClient::new(
-            "redis://:hunter2@cache:6379",
+            client_of("redis://:hunter2@cache:6379"),
             RedisTimeouts::default(),
             "test",
-        )
-        .unwrap();
+        );
         let shown = format!("{client:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
     }

@@ -1,7 +1,9 @@
 //! Helpers for integration tests that use the real PostgreSQL and Redis servers.
 //!
 //! The test command (`bash deploy/test.sh`) starts both and exports `TEST_DATABASE_URL` and
-//! `TEST_REDIS_URL`. A test that needs them fails loudly when they are missing: it never skips.
+//! `TEST_REDIS_URL`, and for the TLS tests `TEST_DATABASE_TLS_URL`, `TEST_REDIS_TLS_URL`,
+//! `TEST_TLS_CA_FILE` and `TEST_TLS_WRONG_CA_FILE`. A test that needs them fails loudly when they
+//! are missing: it never skips.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -195,20 +197,68 @@ pub fn redis_url() -> String {
     required_env("TEST_REDIS_URL")
 }
 
+/// The TLS-only Redis for tests (`rediss://`, certificate signed by [`tls_ca_file`]).
+pub fn redis_tls_url() -> String {
+    required_env("TEST_REDIS_TLS_URL")
+}
+
+/// The PEM file of the throwaway CA that signed the test servers' certificates.
+pub fn tls_ca_file() -> String {
+    required_env("TEST_TLS_CA_FILE")
+}
+
+/// The PEM file of a CA that signed nothing the tests talk to.
+pub fn wrong_tls_ca_file() -> String {
+    required_env("TEST_TLS_WRONG_CA_FILE")
+}
+
+/// Creates a new, empty PostgreSQL database owned by the test role that may connect over TLS
+/// only, and returns its URL: `sslmode=verify-full` with `sslrootcert=` the test CA.
+pub async fn fresh_postgres_tls_url() -> String {
+    let tls = required_env("TEST_DATABASE_TLS_URL");
+    let role = tls
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(user, _)| user.to_string())
+        .expect("TEST_DATABASE_TLS_URL names its role");
+    let name = create_database(&format!("OWNER {role}")).await;
+    with_database(&tls, &name)
+}
+
+/// `url` with its `sslrootcert=` parameter pointing at `ca_file` instead.
+pub fn with_root_cert(url: &str, ca_file: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut params: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("sslrootcert="))
+        .map(str::to_string)
+        .collect();
+    params.push(format!("sslrootcert={ca_file}"));
+    format!("{base}?{}", params.join("&"))
+}
+
 /// Creates a new, empty PostgreSQL database on the test server and returns its URL.
 pub async fn fresh_postgres_url() -> String {
+    let name = create_database("").await;
+    with_database(&required_env("TEST_DATABASE_URL"), &name)
+}
+
+/// Creates a database named `t_<uuid>` with `options` (e.g. its owner) and returns its name.
+async fn create_database(options: &str) -> String {
     install_default_drivers();
     let admin = required_env("TEST_DATABASE_URL");
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
     let mut conn = AnyConnection::connect(&admin)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to TEST_DATABASE_URL: {e}"));
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} {options}"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("create test database");
     conn.close().await.ok();
-    with_database(&admin, &name)
+    name
 }
 
 /// A fresh SQLite database file in a new temporary directory; the directory lives as long as
@@ -266,6 +316,21 @@ fn with_database(url: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::with_database;
+
+    #[test]
+    fn replaces_the_root_certificate() {
+        assert_eq!(
+            super::with_root_cert(
+                "postgres://u@h/db?sslmode=verify-full&sslrootcert=/a.pem",
+                "/b.pem"
+            ),
+            "postgres://u@h/db?sslmode=verify-full&sslrootcert=/b.pem"
+        );
+        assert_eq!(
+            super::with_root_cert("postgres://u@h/db", "/b.pem"),
+            "postgres://u@h/db?sslrootcert=/b.pem"
+        );
+    }
 
     #[test]
     fn replaces_database_name() {

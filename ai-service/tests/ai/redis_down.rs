@@ -26,7 +26,7 @@ impl RedisGate {
         // The same URL (credentials, database) with the gate's address for Redis's.
         let real = redis_url();
         let info = redis::IntoConnectionInfo::into_connection_info(real.as_str()).unwrap();
-        let redis::ConnectionAddr::Tcp(host, port) = info.addr else {
+        let redis::ConnectionAddr::Tcp(host, port) = info.addr().clone() else {
             panic!("TEST_REDIS_URL is not plain TCP");
         };
         let target = format!("{host}:{port}");

@@ -196,10 +196,7 @@ impl DeployEngine {
             "timed out at the provider: not finished {secs} s after it was created \
              (DEPLOY_MAX_BUILD_SECS)"
         );
-        let change = Change {
-            error: Some(reason.clone()),
-            ..Change::message(reason)
-        };
+        let change = Change::failed(reason);
         let expired = self
             .transition(id, record.state, State::Error, change)
             .await?;

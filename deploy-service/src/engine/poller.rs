@@ -149,10 +149,7 @@ impl DeployEngine {
             if current.state.is_final() {
                 return Ok(false);
             }
-            let change = Change {
-                error: Some(reason.clone()),
-                ..Change::message(reason)
-            };
+            let change = Change::failed(reason);
             self.transition(id, current.state, State::Error, change)
                 .await
         }
@@ -196,10 +193,7 @@ impl DeployEngine {
         let submitted = match self.submit(record).await {
             Ok(submitted) => submitted,
             Err(StepFailure::Fail(reason)) => {
-                let change = Change {
-                    error: Some(reason.clone()),
-                    ..Change::message(reason)
-                };
+                let change = Change::failed(reason);
                 self.transition(id, State::Uploading, State::Error, change)
                     .await?;
                 return Ok(Next::Done);
@@ -254,11 +248,7 @@ impl DeployEngine {
     async fn poll(&self, record: &DeploymentRecord) -> Result<Next> {
         let id = record.id.as_str();
         let Some(provider_id) = record.provider_deployment_id.as_deref() else {
-            let reason = "no provider deployment id was recorded".to_string();
-            let change = Change {
-                error: Some(reason.clone()),
-                ..Change::message(reason)
-            };
+            let change = Change::failed("no provider deployment id was recorded");
             self.transition(id, State::Building, State::Error, change)
                 .await?;
             return Ok(Next::Done);
@@ -266,10 +256,7 @@ impl DeployEngine {
         let credentials = match self.credentials(record).await {
             Ok(opened) => opened.credentials,
             Err(reason) => {
-                let change = Change {
-                    error: Some(reason.clone()),
-                    ..Change::message(reason)
-                };
+                let change = Change::failed(reason);
                 self.transition(id, State::Building, State::Error, change)
                     .await?;
                 return Ok(Next::Done);
@@ -283,10 +270,7 @@ impl DeployEngine {
             Ok(status) => status,
             Err(e) if e.is_transient() => return Ok(Next::Retry(e.to_string())),
             Err(e) => {
-                let change = Change {
-                    error: Some(e.to_string()),
-                    ..Change::message(e.to_string())
-                };
+                let change = Change::failed(e.to_string());
                 self.transition(id, State::Building, State::Error, change)
                     .await?;
                 return Ok(Next::Done);
@@ -329,13 +313,7 @@ impl DeployEngine {
             }
             RemoteState::Failed(reason) => {
                 let text = format!("{provider} reported the deployment failed: {reason}");
-                (
-                    State::Error,
-                    Change {
-                        error: Some(text.clone()),
-                        ..Change::message(text)
-                    },
-                )
+                (State::Error, Change::failed(text))
             }
             RemoteState::Canceled => (
                 State::Canceled,

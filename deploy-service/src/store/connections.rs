@@ -155,10 +155,10 @@ impl ConnectionStore {
 
     /// The owner's connection to `provider`.
     pub async fn get(&self, owner: &str, provider: Provider) -> Result<Option<ConnectionRecord>> {
-        let row = sqlx::query(&format!(
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {CONNECTION_COLUMNS} FROM provider_connections \
              WHERE owner_id = $1 AND provider = $2"
-        ))
+        )))
         .bind(owner)
         .bind(provider.as_str())
         .fetch_optional(self.db.traced())
@@ -169,10 +169,10 @@ impl ConnectionStore {
 
     /// Every connection of the owner, by provider name.
     pub async fn list(&self, owner: &str) -> Result<Vec<ConnectionRecord>> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {CONNECTION_COLUMNS} FROM provider_connections WHERE owner_id = $1 \
              ORDER BY provider"
-        ))
+        )))
         .bind(owner)
         .fetch_all(self.db.traced())
         .await

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::downstream::{request, request_reading_project};
 use crate::identity::Caller;
-use crate::problem::{ApiError, ApiResult, FieldError};
+use crate::problem::{Answered, ApiError, ApiResult, FieldError};
 use crate::routes::{schema, timestamp};
 use crate::sse;
 use crate::state::AppState;
@@ -275,8 +275,7 @@ pub async fn create_deployment(
         .clone()
         .create_deployment(request_reading_project(&caller, &project, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(accepted(deployment))
 }
 
@@ -318,8 +317,7 @@ pub async fn list_deployments(
         .clone()
         .list_deployments(request(&caller, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(HttpResponse::Ok().json(DeploymentPage {
         items: page.deployments.into_iter().map(Deployment::from).collect(),
         next_cursor: present(page.next_page_token),
@@ -350,8 +348,7 @@ pub async fn get_deployment(
         .clone()
         .get_deployment(request(&caller, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(HttpResponse::Ok().json(Deployment::from(deployment)))
 }
 
@@ -397,8 +394,7 @@ pub async fn deployment_events(
         .clone()
         .watch_deployment(request(&caller, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(slot.respond(HttpResponse::Ok(), stream, watch_step(after)))
 }
 
@@ -475,8 +471,7 @@ pub async fn cancel_deployment(
         .clone()
         .cancel_deployment(request(&caller, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(HttpResponse::Ok().json(Deployment::from(deployment)))
 }
 
@@ -507,8 +502,7 @@ pub async fn rollback_deployment(
         .clone()
         .rollback_deployment(request(&caller, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(accepted(deployment))
 }
 

@@ -9,7 +9,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::downstream::{request, request_via_project};
 use crate::identity::Caller;
-use crate::problem::{ApiError, ApiResult};
+use crate::problem::{Answered, ApiResult};
 use crate::routes::{schema, timestamp};
 use crate::state::AppState;
 
@@ -74,8 +74,7 @@ pub async fn list_targets(
         // deploy-service checks the project with project-service, forwarding this assertion.
         .list_targets(request_via_project(&caller, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner()
+        .answered(SERVICE)?
         .targets;
     let items = targets
         .into_iter()

@@ -9,7 +9,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::downstream::request;
 use crate::identity::Caller;
-use crate::problem::{ApiError, ApiResult};
+use crate::problem::{Answered, ApiResult};
 use crate::routes::timestamp;
 use crate::state::AppState;
 
@@ -164,8 +164,7 @@ pub async fn put_connection(
         .clone()
         .put_connection(request(&caller, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(HttpResponse::Ok().json(Connection::from(connection)))
 }
 
@@ -185,8 +184,7 @@ pub async fn list_connections(
         .clone()
         .list_connections(request(&caller, pb::ListConnectionsRequest {}))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(HttpResponse::Ok().json(ConnectionList {
         items: list.connections.into_iter().map(Connection::from).collect(),
     }))
@@ -217,7 +215,7 @@ pub async fn delete_connection(
         .clone()
         .delete_connection(request(&caller, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?;
+        .answered(SERVICE)?;
     Ok(HttpResponse::NoContent().finish())
 }
 

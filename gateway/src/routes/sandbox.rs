@@ -8,7 +8,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::downstream::request;
 use crate::identity::Caller;
-use crate::problem::{ApiError, ApiResult};
+use crate::problem::{Answered, ApiError, ApiResult};
 use crate::routes::schema;
 use crate::sse;
 use crate::state::AppState;
@@ -179,10 +179,6 @@ struct OutputChunk {
     text: String,
 }
 
-fn grpc_error(status: tonic::Status) -> ApiError {
-    ApiError::from_status(&status, SERVICE)
-}
-
 /// Run a program in a fresh, locked-down container. With `Accept: text/event-stream` the output
 /// streams as `stdout` and `stderr` events, then one `result` event.
 #[utoipa::path(
@@ -225,15 +221,13 @@ pub async fn execute(
         let stream = client
             .execute_stream(request(&caller, message))
             .await
-            .map_err(grpc_error)?
-            .into_inner();
+            .answered(SERVICE)?;
         return Ok(slot.respond(HttpResponse::Ok(), stream, run_step));
     }
     let result = client
         .execute(request(&caller, message))
         .await
-        .map_err(grpc_error)?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(HttpResponse::Ok().json(ExecuteResult::from(result)))
 }
 
@@ -262,7 +256,7 @@ fn run_step(outcome: Result<Option<pb::ExecuteEvent>, tonic::Status>) -> sse::St
             }),
         ))),
         Err(status) => {
-            let problem = grpc_error(status);
+            let problem = ApiError::from_status(&status, SERVICE);
             sse::Step::Finish(Some(sse::event(
                 "error",
                 &serde_json::json!({
@@ -290,8 +284,7 @@ pub async fn languages(state: web::Data<AppState>, caller: Caller) -> ApiResult<
         .clone()
         .list_languages(request(&caller, pb::ListLanguagesRequest {}))
         .await
-        .map_err(grpc_error)?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(HttpResponse::Ok().json(LanguageList {
         items: list
             .languages

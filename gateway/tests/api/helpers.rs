@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use gateway::config::{AuthConfig, Config, LimitsConfig};
-use service_runtime::testing::{TempDir, fresh_postgres_url, fresh_sqlite_url};
+use service_runtime::testing::{
+    TempDir, fresh_postgres_tls_url, fresh_postgres_url, fresh_sqlite_url,
+};
 use tokio::sync::oneshot;
 
 pub const SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
@@ -16,6 +18,8 @@ pub const SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
 pub enum Db {
     Sqlite,
     Postgres,
+    /// PostgreSQL as a role that may connect over TLS only, with `sslmode=verify-full`.
+    PostgresTls,
 }
 
 /// A server running on its own thread; dropping or stopping it kills it like a crash.
@@ -142,6 +146,7 @@ impl ProjectService {
                 (url, Some(dir))
             }
             Db::Postgres => (fresh_postgres_url().await, None),
+            Db::PostgresTls => (fresh_postgres_tls_url().await, None),
         };
         let mut config = project_service::Config::with_database_url(database_url);
         config.caller_keys = Some(service_runtime::testing::caller_keys());

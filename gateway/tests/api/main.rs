@@ -1,5 +1,5 @@
 //! Gateway integration tests: HTTP over sockets to the real gateway, gRPC to the real
-//! project-service, SQLite and PostgreSQL, Redis for the shared limiter.
+//! project-service, SQLite and PostgreSQL, Redis for the shared limiter, and both over TLS.
 
 mod ai;
 mod auth;
@@ -17,3 +17,4 @@ mod observability;
 mod projects;
 mod sandbox;
 mod streams;
+mod tls;

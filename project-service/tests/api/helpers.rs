@@ -152,12 +152,13 @@ impl TestApp {
         let pool = sqlx::AnyPool::connect(&self.database_url)
             .await
             .expect("connect to test database");
-        let count: i64 =
-            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE {column} = $1"))
-                .bind(project_id)
-                .fetch_one(&pool)
-                .await
-                .expect("count rows");
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM {table} WHERE {column} = $1"
+        )))
+        .bind(project_id)
+        .fetch_one(&pool)
+        .await
+        .expect("count rows");
         pool.close().await;
         count
     }

@@ -30,12 +30,7 @@ pub async fn generate(
     body: web::Json<GenerateBody>,
 ) -> HttpResponse {
     let timing = Timing::start();
-    let body = body.into_inner();
-    let message = pb::GenerateRequest {
-        prompt: body.prompt,
-        language: body.language,
-        framework: body.framework,
-    };
+    let message = pb::GenerateRequest::from(body.into_inner());
     let mut client = state.downstream.ai.clone();
     if sse::wants_stream(&req) {
         let call = || client.generate_stream(request(&caller, message));
@@ -61,21 +56,9 @@ pub async fn explain(
     body: web::Json<ExplainBody>,
 ) -> HttpResponse {
     let timing = Timing::start();
-    let body = body.into_inner();
-    let message = pb::ExplainRequest {
-        code: body.code,
-        language: body.language,
-    };
     let mut client = state.downstream.ai.clone();
-    timing
-        .unary(client.explain(request(&caller, message)), |r| {
-            ExplainResult {
-                explanation: r.explanation,
-                language: r.language,
-                usage: r.usage.into(),
-            }
-        })
-        .await
+    let call = client.explain(request(&caller, body.into_inner().into()));
+    timing.unary(call, ExplainResult::from).await
 }
 
 /// Fix code given the error it produces: the whole fixed code and what was wrong.
@@ -93,21 +76,9 @@ pub async fn fix(
     body: web::Json<FixBody>,
 ) -> HttpResponse {
     let timing = Timing::start();
-    let body = body.into_inner();
-    let message = pb::FixRequest {
-        code: body.code,
-        error: body.error,
-        language: body.language,
-    };
     let mut client = state.downstream.ai.clone();
-    timing
-        .unary(client.fix(request(&caller, message)), |r| FixResult {
-            code: r.code,
-            explanation: r.explanation,
-            language: r.language,
-            usage: r.usage.into(),
-        })
-        .await
+    let call = client.fix(request(&caller, body.into_inner().into()));
+    timing.unary(call, FixResult::from).await
 }
 
 /// Refactor code, optionally towards stated goals.
@@ -125,23 +96,9 @@ pub async fn refactor(
     body: web::Json<RefactorBody>,
 ) -> HttpResponse {
     let timing = Timing::start();
-    let body = body.into_inner();
-    let message = pb::RefactorRequest {
-        code: body.code,
-        language: body.language,
-        goals: body.goals,
-    };
     let mut client = state.downstream.ai.clone();
-    timing
-        .unary(client.refactor(request(&caller, message)), |r| {
-            RefactorResult {
-                code: r.code,
-                explanation: r.explanation,
-                language: r.language,
-                usage: r.usage.into(),
-            }
-        })
-        .await
+    let call = client.refactor(request(&caller, body.into_inner().into()));
+    timing.unary(call, RefactorResult::from).await
 }
 
 /// Editor auto-completion: the text to insert between `prefix` and `suffix`. Short and fast.
@@ -159,22 +116,9 @@ pub async fn complete(
     body: web::Json<CompleteBody>,
 ) -> HttpResponse {
     let timing = Timing::start();
-    let body = body.into_inner();
-    let message = pb::CompleteRequest {
-        prefix: body.prefix,
-        suffix: body.suffix,
-        language: body.language,
-    };
     let mut client = state.downstream.ai.clone();
-    timing
-        .unary(client.complete(request(&caller, message)), |r| {
-            CompleteResult {
-                completion: r.completion,
-                language: r.language,
-                usage: r.usage.into(),
-            }
-        })
-        .await
+    let call = client.complete(request(&caller, body.into_inner().into()));
+    timing.unary(call, CompleteResult::from).await
 }
 
 /// Multi-turn chat about code. With `Accept: text/event-stream` the reply streams like
@@ -197,18 +141,7 @@ pub async fn chat(
     body: web::Json<ChatBody>,
 ) -> HttpResponse {
     let timing = Timing::start();
-    let body = body.into_inner();
-    let message = pb::ChatRequest {
-        messages: body
-            .messages
-            .into_iter()
-            .map(|m| pb::ChatMessage {
-                role: m.role,
-                content: m.content,
-            })
-            .collect(),
-        project_id: body.project_id,
-    };
+    let message = pb::ChatRequest::from(body.into_inner());
     let mut client = state.downstream.ai.clone();
     if sse::wants_stream(&req) {
         let call = || client.chat_stream(request(&caller, message));
@@ -233,15 +166,6 @@ pub async fn chat(
 pub async fn usage(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
     let timing = Timing::start();
     let mut client = state.downstream.ai.clone();
-    timing
-        .unary(
-            client.get_usage(request(&caller, pb::GetUsageRequest {})),
-            |r| Usage {
-                day: r.day.unwrap_or_default().into(),
-                month: r.month.unwrap_or_default().into(),
-                monthly_token_budget: r.monthly_token_budget,
-                monthly_tokens_remaining: r.monthly_tokens_remaining,
-            },
-        )
-        .await
+    let call = client.get_usage(request(&caller, pb::GetUsageRequest {}));
+    timing.unary(call, Usage::from).await
 }

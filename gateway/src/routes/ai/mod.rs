@@ -6,7 +6,8 @@
 //! (`provider`, from ai-service's `x-provider-ms`) from our own (`gateway`: gateway plus
 //! ai-service), and `X-Cache: hit|miss` when ai-service said whether its prompt cache answered.
 //!
-//! The request and answer types are in `types`, the mapping of ai-service's failures in
+//! The request and answer types are in `types`, their conversions to and from ai-service's
+//! messages in `convert`, the mapping of ai-service's failures in
 //! `errors`, `Server-Timing` in `timing`, the event streams in `streaming`, and the handlers in
 //! `handlers`.
 
@@ -28,6 +29,7 @@ use crate::routes::schema;
 use crate::sse;
 use crate::state::AppState;
 
+mod convert;
 mod errors;
 mod handlers;
 mod streaming;

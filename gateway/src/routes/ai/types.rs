@@ -75,19 +75,6 @@ pub struct AnswerUsage {
     pub cached: bool,
 }
 
-impl From<Option<pb::Usage>> for AnswerUsage {
-    fn from(usage: Option<pb::Usage>) -> Self {
-        let usage = usage.unwrap_or_default();
-        Self {
-            tokens_used: usage.tokens_used,
-            input_tokens: usage.input_tokens,
-            output_tokens: usage.output_tokens,
-            model: usage.model,
-            cached: usage.cached,
-        }
-    }
-}
-
 /// Generated code.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -101,17 +88,6 @@ pub struct GenerateResult {
     /// Tokens and model of the answer.
     #[serde(flatten)]
     pub usage: AnswerUsage,
-}
-
-impl From<pb::GenerateResponse> for GenerateResult {
-    fn from(r: pb::GenerateResponse) -> Self {
-        Self {
-            code: r.code,
-            language: r.language,
-            explanation: r.explanation,
-            usage: r.usage.into(),
-        }
-    }
 }
 
 /// Body of `POST /api/ai/explain`.
@@ -274,15 +250,6 @@ pub struct ChatResult {
     pub usage: AnswerUsage,
 }
 
-impl From<pb::ChatResponse> for ChatResult {
-    fn from(r: pb::ChatResponse) -> Self {
-        Self {
-            message: r.message,
-            usage: r.usage.into(),
-        }
-    }
-}
-
 /// Token usage of one operation in a period.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -319,31 +286,6 @@ pub struct UsagePeriod {
     pub tokens_used: u64,
     /// By operation, sorted by name.
     pub by_operation: Vec<OperationUsage>,
-}
-
-impl From<pb::UsagePeriod> for UsagePeriod {
-    fn from(p: pb::UsagePeriod) -> Self {
-        Self {
-            start: p.start,
-            requests: p.requests,
-            cached_requests: p.cached_requests,
-            input_tokens: p.input_tokens,
-            output_tokens: p.output_tokens,
-            tokens_used: p.tokens_used,
-            by_operation: p
-                .by_operation
-                .into_iter()
-                .map(|o| OperationUsage {
-                    operation: o.operation,
-                    requests: o.requests,
-                    cached_requests: o.cached_requests,
-                    input_tokens: o.input_tokens,
-                    output_tokens: o.output_tokens,
-                    tokens_used: o.tokens_used,
-                })
-                .collect(),
-        }
-    }
 }
 
 /// The caller's token usage.
@@ -385,17 +327,4 @@ pub struct StreamErrorEvent {
     pub output_tokens: u64,
     /// The text received before the failure.
     pub partial_text: String,
-}
-
-impl From<pb::StreamError> for StreamErrorEvent {
-    fn from(e: pb::StreamError) -> Self {
-        Self {
-            kind: e.kind,
-            message: e.message,
-            tokens_used: e.input_tokens + e.output_tokens,
-            input_tokens: e.input_tokens,
-            output_tokens: e.output_tokens,
-            partial_text: e.partial_text,
-        }
-    }
 }

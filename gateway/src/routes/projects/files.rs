@@ -112,8 +112,7 @@ pub async fn list_files(
         .clone()
         .list_files(request(&caller, message))
         .await
-        .map_err(grpc_error)?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(HttpResponse::Ok().json(FileList {
         items: files
             .files
@@ -165,8 +164,7 @@ pub async fn put_file(
         .clone()
         .put_file(request(&caller, message))
         .await
-        .map_err(grpc_error)?
-        .into_inner();
+        .answered(SERVICE)?;
     let file = put
         .file
         .ok_or_else(|| ApiError::internal("project-service answered PutFile without a file"))?;
@@ -204,8 +202,7 @@ pub async fn get_file(
         .clone()
         .get_file(request(&caller, message))
         .await
-        .map_err(grpc_error)?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(HttpResponse::Ok().json(File::from_pb(file, true)))
 }
 
@@ -244,8 +241,7 @@ pub async fn move_file(
         .clone()
         .move_file(request(&caller, message))
         .await
-        .map_err(grpc_error)?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(HttpResponse::Ok().json(File::from_pb(file, false)))
 }
 
@@ -275,6 +271,6 @@ pub async fn delete_file(
         .clone()
         .delete_file(request(&caller, message))
         .await
-        .map_err(grpc_error)?;
+        .answered(SERVICE)?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::downstream::request;
 use crate::identity::Caller;
-use crate::problem::{ApiError, ApiResult};
+use crate::problem::{Answered, ApiError, ApiResult};
 use crate::routes::{schema, timestamp};
 use crate::state::AppState;
 
@@ -135,10 +135,6 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
-fn grpc_error(status: tonic::Status) -> ApiError {
-    ApiError::from_status(&status, SERVICE)
-}
-
 fn project_response(status: actix_web::http::StatusCode, project: pb::Project) -> HttpResponse {
     let etag = format!("\"{}\"", project.version);
     let location = format!("/api/projects/{}", project.id);
@@ -181,8 +177,7 @@ pub async fn create_project(
         .clone()
         .create_project(request(&caller, message))
         .await
-        .map_err(grpc_error)?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(project_response(
         actix_web::http::StatusCode::CREATED,
         project,
@@ -216,8 +211,7 @@ pub async fn list_projects(
         .clone()
         .list_projects(request(&caller, message))
         .await
-        .map_err(|status| ApiError::from_status(&status, SERVICE))?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(HttpResponse::Ok().json(ProjectPage {
         items: page.projects.into_iter().map(Project::from).collect(),
         next_cursor: Some(page.next_page_token).filter(|t| !t.is_empty()),
@@ -248,8 +242,7 @@ pub async fn get_project(
         .clone()
         .get_project(request(&caller, message))
         .await
-        .map_err(grpc_error)?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(project_response(actix_web::http::StatusCode::OK, project))
 }
 
@@ -308,8 +301,7 @@ pub async fn update_project(
         .clone()
         .update_project(request(&caller, message))
         .await
-        .map_err(grpc_error)?
-        .into_inner();
+        .answered(SERVICE)?;
     Ok(project_response(actix_web::http::StatusCode::OK, project))
 }
 
@@ -336,7 +328,7 @@ pub async fn delete_project(
         .clone()
         .delete_project(request(&caller, message))
         .await
-        .map_err(grpc_error)?;
+        .answered(SERVICE)?;
     // Where it was deployed is forgotten too; the provider side stays.
     crate::routes::deploy_targets::forget_project(&state, &caller, id).await;
     Ok(HttpResponse::NoContent().finish())
