@@ -195,7 +195,8 @@ unsigned=$(dc exec -T deploy-service sh -c "printf '\000\000\000\000\000' | curl
     -H 'content-type: application/grpc' -H 'te: trailers' -H 'x-user-id: e2e-alice-$$' --data-binary @- -D - -o /dev/null \
     http://project-service:50053/autocrea.project.v1.ProjectService/ListProjects" 2>&1 | tr -d '\r' || true)
 if grep -qi '^grpc-status: 16' <<<"$unsigned"; then
-    ok "project-service refuses an unsigned call claiming a user: UNAUTHENTICATED ($(grep -i '^grpc-message:' <<<"$unsigned" | cut -c15-90))"
+    reason=$(grep -i '^grpc-message:' <<<"$unsigned" | cut -c15- | python3 -c 'import sys, urllib.parse; print(urllib.parse.unquote(sys.stdin.read().strip())[:80])')
+    ok "project-service refuses an unsigned call claiming a user: UNAUTHENTICATED ($reason)"
 else
     fail "project-service answered an unsigned call: $unsigned"
 fi
