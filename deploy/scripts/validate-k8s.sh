@@ -43,18 +43,23 @@ render() {
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 status=0
-for overlay in deploy/k8s/overlays/*/; do
-    name=$(basename "$overlay")
-    render "$overlay" >"$out/$name.yaml"
-    count=$(grep -c '^kind:' "$out/$name.yaml")
+
+# validate NAME FILE: FILE against the Kubernetes schemas of every version, strictly.
+validate() {
+    local version
     for version in ${K8S_VERSIONS:-1.29.0 1.37.0}; do
-        if "$TOOLS_BIN/kubernetes-validate" --strict --quiet -k "$version" "$out/$name.yaml"; then
-            log "$name: $count objects valid against Kubernetes $version (strict)"
+        if "$TOOLS_BIN/kubernetes-validate" --strict --quiet -k "$version" "$2"; then
+            log "$1: valid against Kubernetes $version (strict)"
         else
-            log "$name: schema validation FAILED against Kubernetes $version"
+            log "$1: schema validation FAILED against Kubernetes $version"
             status=1
         fi
     done
+}
+for overlay in deploy/k8s/overlays/*/; do
+    name=$(basename "$overlay")
+    render "$overlay" >"$out/$name.yaml"
+    validate "$name ($(grep -c '^kind:' "$out/$name.yaml") objects)" "$out/$name.yaml"
     if "$TOOLS_BIN/python" - "$out/$name.yaml" <<'PY'; then
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
@@ -208,14 +213,7 @@ components:
   - ../sandbox/remote-engine
 YAML
 render "$remote" >"$out/remote-engine.yaml"
-for version in ${K8S_VERSIONS:-1.29.0 1.37.0}; do
-    if "$TOOLS_BIN/kubernetes-validate" --strict --quiet -k "$version" "$out/remote-engine.yaml"; then
-        log "remote-engine: valid against Kubernetes $version (strict)"
-    else
-        log "remote-engine: schema validation FAILED against Kubernetes $version"
-        status=1
-    fi
-done
+validate remote-engine "$out/remote-engine.yaml"
 if "$TOOLS_BIN/python" - "$out/remote-engine.yaml" <<'PY'; then
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
