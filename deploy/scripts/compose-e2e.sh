@@ -142,10 +142,13 @@ ok "the five services and fake-providers run as uid 10001"
 # would scrape), here from inside the gateway's container.
 scraped=()
 for target in ai-service:9101 deploy-service:9102 project-service:9103 sandbox-service:9104 gateway:8000; do
-    if dc exec -T gateway curl -fsS --max-time 5 "http://$target/metrics" 2>&1 | grep -q '^# TYPE '; then
+    # Read whole, then searched: `grep -q` stopping early would cut curl's write short, and with
+    # pipefail a long page (sandbox-service's) would then count as a failure.
+    page=$(dc exec -T gateway curl -fsS --max-time 5 "http://$target/metrics" 2>&1 || true)
+    if grep -q '^# TYPE ' <<<"$page"; then
         scraped+=("$target")
     else
-        fail "no Prometheus metrics at http://$target/metrics on the internal network"
+        fail "no Prometheus metrics at http://$target/metrics on its network: $(head -c 300 <<<"$page")"
     fi
 done
 if [ "${#scraped[@]}" = 5 ]; then ok "metrics answer on the service networks: ${scraped[*]}"; fi
