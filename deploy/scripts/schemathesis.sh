@@ -68,7 +68,9 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# 3. A fake Anthropic Messages API: JSON answers, and SSE when asked to stream.
+# 3. A fake Anthropic Messages API: JSON answers, and SSE when asked to stream. Every other path
+# stands for the deploy providers' APIs, which refuse the harness's made-up tokens (401), as the
+# real ones would: saving a connection then gets the documented 422 naming the provider's answer.
 cat >"$WORK/fake_anthropic.py" <<'PY'
 import json, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -82,10 +84,17 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def refuse(self):
+        return self.send(401, {"error": {"code": "forbidden", "message": "Not authorized"},
+                               "errors": [{"message": "Not Authorized"}]})
+
+    def do_GET(self):
+        self.refuse()
+
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
         if self.path != "/v1/messages":
-            return self.send(404, {"type": "error", "error": {"type": "not_found_error", "message": "no route"}})
+            return self.refuse()
         if body.get("stream"):
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
@@ -132,6 +141,8 @@ env -u DATABASE_URL -u REDIS_URL -u AUTH_JWKS_URL -u AUTH_HS256_SECRET \
     DATA_DIR="$WORK/data" GATEWAY_LISTEN_ADDR="127.0.0.1:$GATEWAY_PORT" METRICS_LISTEN_ADDR=off \
     RATE_LIMIT_ENABLED=false RUST_LOG=warn SANDBOX_POOL_SIZE=0 SANDBOX_INSTANCE=schemathesis \
     AI_PROVIDER=anthropic ANTHROPIC_API_KEY=sk-schemathesis ANTHROPIC_BASE_URL="http://127.0.0.1:$FAKE_PORT" \
+    VERCEL_API_URL="http://127.0.0.1:$FAKE_PORT" NETLIFY_API_URL="http://127.0.0.1:$FAKE_PORT" \
+    RAILWAY_API_URL="http://127.0.0.1:$FAKE_PORT/graphql/v2" \
     "$BIN" >"$WORK/autocrea.out" 2>"$OUT/autocrea.log" &
 pids+=($!)
 BASE="http://127.0.0.1:$GATEWAY_PORT"
@@ -154,8 +165,12 @@ log "platform up on $BASE (sandbox routes $sandbox)"
 # - rules between the values of one body: a chat ends with the user's message and holds at most
 #   100,000 characters in all; a sandbox run's `entry` names one of its files (with several files
 #   and no `entry`, one has the language's default entry name) and no two files share a name;
-# - the harness has no Vercel, Netlify or Railway account, so a valid deployment gets the
-#   documented 422 naming the variable to set, where a configured server would accept it;
+# - the harness has no Vercel, Netlify or Railway account: a valid deployment gets the documented
+#   422 naming the connection to make, and saving a connection the documented 422 with the
+#   provider's refusal of the made-up token, where a real account would be accepted;
+# - which scoping fields a connection takes depends on the provider in its path (teamId for
+#   Vercel; projectId, environmentId or workspaceId for Railway), which one body schema for the
+#   three cannot say;
 # - Schemathesis reads "entry is required with several files ..." (sandbox-service) as "entry is
 #   always required" (its error feedback), then calls an accepted run of one file without
 #   `entry` invalid data accepted: the document puts no constraint on `entry` but its type.
@@ -174,6 +189,10 @@ UNSTATABLE = {
         (r"messages\[\d+\]\.role", r"^the last message must come from the user$"),
         (r"messages", r"^the messages hold \d+ characters in all"),
     ],
+    "PUT /api/integrations/{provider}": [
+        (r"teamId|projectId|environmentId|workspaceId",
+         r"^applies to \w+ connections only|^Railway needs the project"),
+    ],
     "POST /api/sandbox/execute": [
         (r"entry", r"is not one of the files' names|^entry is required with several files"),
         (r"files\[\d+\]\.name", r"appears more than once$"),
@@ -189,7 +208,9 @@ def unstatable(label, response):
     if not isinstance(body, dict):
         return False
     if label == "POST /api/deploy" and response.status_code == 422:
-        return "is not configured on this server" in body.get("detail", "")
+        return "account is connected: connect yours with PUT /api/integrations/" in body.get("detail", "")
+    if label == "PUT /api/integrations/{provider}" and response.status_code == 422:
+        return "HTTP 401" in body.get("detail", "") or "token" in body.get("detail", "")
     errors = body.get("errors") or []
     rules = UNSTATABLE.get(label, [])
     return response.status_code == 400 and bool(errors) and all(
