@@ -482,7 +482,11 @@ impl RedisLimiter {
         if let Some(conn) = slot.as_ref() {
             return Ok(conn.clone());
         }
-        let conn = service_runtime::redis_endpoint::connection_manager(self.client.clone()).await?;
+        let conn = service_runtime::redis_client::connection_manager(
+            self.client.clone(),
+            &service_runtime::redis_client::RedisTimeouts::default(),
+        )
+        .await?;
         *slot = Some(conn.clone());
         Ok(conn)
     }

@@ -30,6 +30,20 @@ impl Default for RedisTimeouts {
     }
 }
 
+/// A connection to `client`'s server that reconnects by itself, with `timeouts`' connect and
+/// response bounds and one retry: a Redis that is down or refuses the handshake fails at once,
+/// and a service decides what to do without it, rather than holding a request.
+pub async fn connection_manager(
+    client: redis::Client,
+    timeouts: &RedisTimeouts,
+) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeouts.connect))
+        .set_response_timeout(Some(timeouts.response))
+        .set_number_of_retries(1);
+    ConnectionManager::new_with_config(client, config).await
+}
+
 /// A lazily connected, automatically reconnecting Redis connection; `purpose` names it in logs.
 pub struct RedisClient {
     client: redis::Client,
@@ -91,11 +105,7 @@ impl RedisClient {
     /// One bounded attempt to connect (`ConnectionManager` retries once on its own; the outer
     /// timeout bounds the whole attempt).
     async fn connect(&self) -> redis::RedisResult<ConnectionManager> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeouts.connect))
-            .set_response_timeout(Some(self.timeouts.response))
-            .set_number_of_retries(1);
-        let attempt = ConnectionManager::new_with_config(self.client.clone(), config);
+        let attempt = connection_manager(self.client.clone(), &self.timeouts);
         let wait = self.timeouts.connect.saturating_mul(3);
         tokio::time::timeout(wait, attempt)
             .await

@@ -4,7 +4,6 @@
 //! one's own). Every service opens Redis through [`RedisEndpoint::client`].
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
@@ -81,19 +80,6 @@ impl RedisEndpoint {
         }
         .context("REDIS_URL is not a usable Redis URL")
     }
-}
-
-/// A connection to `client`'s server that reconnects by itself, with short timeouts (1 s to
-/// connect, 1 s for an answer, one retry): a Redis that is down or refuses the handshake fails
-/// at once, and a service decides what to do without it, rather than holding a request.
-pub async fn connection_manager(
-    client: redis::Client,
-) -> redis::RedisResult<redis::aio::ConnectionManager> {
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(1)))
-        .set_number_of_retries(1);
-    redis::aio::ConnectionManager::new_with_config(client, config).await
 }
 
 impl From<String> for RedisEndpoint {
