@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,9 +19,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter as Governor};
-use redis::aio::ConnectionManager;
+use service_runtime::redis_client::{Outage, RedisClient, RedisTimeouts};
 use service_runtime::redis_endpoint::RedisEndpoint;
-use tokio::sync::RwLock;
 
 mod route_group;
 pub use route_group::RouteGroup;
@@ -245,7 +243,7 @@ impl RateLimiter {
         let redis = config
             .redis_url
             .as_ref()
-            .map(RedisLimiter::new)
+            .map(|endpoint| RedisLimiter::new(endpoint, config.redis_failure))
             .transpose()?;
         Ok(Self {
             groups,
@@ -284,14 +282,8 @@ impl RateLimiter {
             });
         }
         if let Some(redis) = &self.redis {
-            if redis.worth_asking() {
-                match redis.check(group, key, policy).await {
-                    Ok(decision) => {
-                        redis.answered();
-                        return Ok(decision);
-                    }
-                    Err(e) => redis.failed(&e, self.redis_failure),
-                }
+            if let Some(decision) = redis.check(group, key, policy).await {
+                return Ok(decision);
             }
             if self.redis_failure == RedisFailureMode::Closed {
                 return Err(LimiterUnavailable {
@@ -422,93 +414,66 @@ redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_ta
 return {1, 0, new_tat - now, math.floor((tolerance - (new_tat - now)) / interval)}
 ";
 
+/// The budgets in Redis, shared by every replica: a GCRA script per request on a connection that
+/// is skipped for [`REDIS_RETRY_INTERVAL`] after a failure.
 struct RedisLimiter {
-    client: redis::Client,
-    connection: Arc<RwLock<Option<ConnectionManager>>>,
+    redis: RedisClient,
     script: redis::Script,
-    /// While Redis is down: when to ask it again.
-    retry_at: Mutex<Option<Instant>>,
 }
 
 impl RedisLimiter {
-    fn new(endpoint: &RedisEndpoint) -> anyhow::Result<Self> {
-        let client = endpoint.client()?;
+    fn new(endpoint: &RedisEndpoint, mode: RedisFailureMode) -> anyhow::Result<Self> {
+        let timeouts = RedisTimeouts {
+            retry_interval: REDIS_RETRY_INTERVAL,
+            ..RedisTimeouts::default()
+        };
+        let outage = Outage {
+            meanwhile: match mode {
+                RedisFailureMode::Open => "limiting with the in-process limiter until it answers",
+                RedisFailureMode::Closed => {
+                    "refusing limited requests with 503 until it answers \
+                     (RATE_LIMIT_REDIS_FAILURE=closed)"
+                }
+            },
+            severe: mode == RedisFailureMode::Closed,
+            notify: crate::metrics::set_limiter_redis_available,
+        };
         Ok(Self {
-            client,
-            connection: Arc::new(RwLock::new(None)),
+            redis: RedisClient::new(endpoint.client()?, timeouts, "rate limiter")
+                .with_outage(outage),
             script: redis::Script::new(GCRA_SCRIPT),
-            retry_at: Mutex::new(None),
         })
     }
 
-    /// False for [`REDIS_RETRY_INTERVAL`] after a failure: requests then skip Redis instead of
-    /// each waiting for it to fail again.
-    fn worth_asking(&self) -> bool {
-        let retry_at = *self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
-        retry_at.is_none_or(|at| Instant::now() >= at)
-    }
-
-    fn answered(&self) {
-        let mut retry_at = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
-        if retry_at.take().is_some() {
-            crate::metrics::set_limiter_redis_available(true);
-            tracing::info!("Redis rate limiter answers again; budgets are shared again");
-        }
-    }
-
-    fn failed(&self, error: &redis::RedisError, mode: RedisFailureMode) {
-        let mut retry_at = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
-        if retry_at.is_none() {
-            crate::metrics::set_limiter_redis_available(false);
-            match mode {
-                RedisFailureMode::Open => tracing::warn!(
-                    error = %error,
-                    "Redis rate limiter unavailable; limiting with the in-process limiter until it answers"
-                ),
-                RedisFailureMode::Closed => tracing::error!(
-                    error = %error,
-                    "Redis rate limiter unavailable; refusing limited requests with 503 until it answers (RATE_LIMIT_REDIS_FAILURE=closed)"
-                ),
-            }
-        }
-        *retry_at = Some(Instant::now() + REDIS_RETRY_INTERVAL);
-    }
-
-    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
-        if let Some(conn) = self.connection.read().await.as_ref() {
-            return Ok(conn.clone());
-        }
-        let mut slot = self.connection.write().await;
-        if let Some(conn) = slot.as_ref() {
-            return Ok(conn.clone());
-        }
-        let conn = service_runtime::redis_client::connection_manager(
-            self.client.clone(),
-            &service_runtime::redis_client::RedisTimeouts::default(),
-        )
-        .await?;
-        *slot = Some(conn.clone());
-        Ok(conn)
-    }
-
+    /// `key`'s decision from Redis, or `None` while Redis does not answer.
     async fn check(
         &self,
         group: RouteGroup,
         key: &str,
         policy: RateLimitPolicy,
-    ) -> redis::RedisResult<Decision> {
-        let mut conn = self.connection().await?;
+    ) -> Option<Decision> {
+        let mut conn = self.redis.connection().await?;
         let interval_us = policy.emission_interval().as_micros().max(1) as u64;
         let redis_key = format!("autocrea:rl:{}:{}", group.name(), key);
-        let (allowed, retry_us, reset_us, remaining): (i64, i64, i64, i64) = self
+        let answer: redis::RedisResult<(i64, i64, i64, i64)> = self
             .script
             .key(redis_key)
             .arg(interval_us)
             .arg(policy.limit)
             .invoke_async(&mut conn)
-            .await?;
+            .await;
+        let (allowed, retry_us, reset_us, remaining) = match answer {
+            Ok(answer) => {
+                self.redis.answered();
+                answer
+            }
+            Err(error) => {
+                self.redis.failed(&error);
+                return None;
+            }
+        };
         let to_secs = |us: i64| (us.max(0) as u64).div_ceil(1_000_000);
-        Ok(Decision {
+        Some(Decision {
             allowed: allowed == 1,
             limit: policy.limit,
             remaining: remaining.clamp(0, i64::from(policy.limit)) as u32,
@@ -517,7 +482,6 @@ impl RedisLimiter {
         })
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,11 +44,34 @@ pub async fn connection_manager(
     ConnectionManager::new_with_config(client, config).await
 }
 
+/// What a user of Redis does while it is down: said in the log when an outage starts (as an error
+/// when `severe`), and `notify` is told when Redis goes down (`false`) and answers again (`true`).
+#[derive(Debug, Clone, Copy)]
+pub struct Outage {
+    /// What happens meanwhile, e.g. "going on without it until it answers".
+    pub meanwhile: &'static str,
+    /// Whether the outage costs users something (then logged as an error).
+    pub severe: bool,
+    /// Told of every change, e.g. to set a gauge.
+    pub notify: fn(bool),
+}
+
+impl Default for Outage {
+    fn default() -> Self {
+        Self {
+            meanwhile: "going on without it until it answers",
+            severe: false,
+            notify: |_| {},
+        }
+    }
+}
+
 /// A lazily connected, automatically reconnecting Redis connection; `purpose` names it in logs.
 pub struct RedisClient {
     client: redis::Client,
     timeouts: RedisTimeouts,
     purpose: &'static str,
+    outage: Outage,
     connection: RwLock<Option<ConnectionManager>>,
     /// While Redis is down: when to ask it again.
     retry_at: Mutex<Option<Instant>>,
@@ -72,9 +95,16 @@ impl RedisClient {
             client,
             timeouts,
             purpose,
+            outage: Outage::default(),
             connection: RwLock::new(None),
             retry_at: Mutex::new(None),
         }
+    }
+
+    /// Says `outage` in the log and to its hook while Redis is down.
+    pub fn with_outage(mut self, outage: Outage) -> Self {
+        self.outage = outage;
+        self
     }
 
     /// Connects now, so that a misconfiguration shows in the start-up log. A Redis that does not
@@ -146,6 +176,7 @@ impl RedisClient {
     pub fn answered(&self) {
         let mut retry_at = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
         if retry_at.take().is_some() {
+            (self.outage.notify)(true);
             tracing::info!(purpose = self.purpose, "Redis answers again");
         }
     }
@@ -155,12 +186,15 @@ impl RedisClient {
     pub fn failed(&self, error: &redis::RedisError) {
         let mut retry_at = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
         if retry_at.is_none() {
-            tracing::warn!(
-                purpose = self.purpose,
-                error = %error,
-                retry_in_ms = u64::try_from(self.timeouts.retry_interval.as_millis()).unwrap_or(u64::MAX),
-                "Redis unavailable; going on without it until it answers"
-            );
+            (self.outage.notify)(false);
+            let retry_in_ms =
+                u64::try_from(self.timeouts.retry_interval.as_millis()).unwrap_or(u64::MAX);
+            let meanwhile = self.outage.meanwhile;
+            if self.outage.severe {
+                tracing::error!(purpose = self.purpose, error = %error, retry_in_ms, "Redis unavailable; {meanwhile}");
+            } else {
+                tracing::warn!(purpose = self.purpose, error = %error, retry_in_ms, "Redis unavailable; {meanwhile}");
+            }
         }
         *retry_at = Some(Instant::now() + self.timeouts.retry_interval);
     }
